@@ -1,0 +1,19 @@
+"""``pyoco-worker``: the worker host."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pyoco-worker", description="the worker host (not implemented yet)."
+    )
+    parser.parse_args(argv)
+    print("pyoco-worker: not implemented yet", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

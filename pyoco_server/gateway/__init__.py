@@ -1,0 +1,1 @@
+"""The HTTP gateway: a Falcon ASGI application served by uvicorn."""

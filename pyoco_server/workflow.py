@@ -1,0 +1,134 @@
+"""Safe parsing of single-flow ``flow.yaml`` documents and flow building with pyoco's loader.
+
+Nothing here executes content of the document: YAML is read with a safe loader that also
+refuses aliases (no "billion laughs"), and the graph is compiled by pyoco's own DSL parser.
+Callables are imported only by :func:`build_flow`, which the worker calls after every
+``pyoco_check_workflow_yaml`` hook accepted the document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import yaml
+
+from .errors import PolicyViolation
+from .model import ResolvedFlow
+
+#: Keys pyoco 0.8 accepts in a single-flow file, per level.
+TOP_LEVEL_KEYS = frozenset({"version", "flow", "tasks", "pipes", "runtime"})
+FLOW_KEYS = frozenset({"graph", "defaults"})
+TASK_KEYS = frozenset({"callable", "use", "inputs", "outputs"})
+RUNTIME_KEYS = frozenset({"expose_env"})
+FORBIDDEN_KEYS = frozenset({"flows", "discovery"})
+
+
+class _NoAliasSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors/aliases, so a small file cannot expand."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise PolicyViolation(
+                "yaml_alias_not_allowed",
+                f"YAML aliases are not accepted (line {event.start_mark.line + 1})",
+                "*" + str(event.anchor),
+            )
+        return super().compose_node(parent, index)
+
+
+def parse_workflow_yaml(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    """Parse an uploaded workflow; raise :class:`PolicyViolation` when it is not a mapping.
+
+    Reason codes: ``too_large`` (over ``max_bytes``), ``invalid_encoding``, ``invalid_yaml``,
+    ``yaml_alias_not_allowed``, ``not_a_mapping``.
+    """
+    if len(raw) > max_bytes:
+        raise PolicyViolation(
+            "too_large",
+            f"workflow YAML is {len(raw)} bytes; the limit is {max_bytes} "
+            "(PYOCO_WORKFLOW_YAML_MAX_BYTES)",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyViolation("invalid_encoding", f"workflow YAML is not UTF-8: {exc}") from None
+    try:
+        document = yaml.load(text, Loader=_NoAliasSafeLoader)
+    except yaml.YAMLError as exc:
+        raise PolicyViolation("invalid_yaml", _yaml_error_text(exc)) from None
+    except RecursionError:
+        raise PolicyViolation("invalid_yaml", "workflow YAML is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise PolicyViolation(
+            "not_a_mapping", "workflow YAML must be a mapping with 'flow' and 'tasks'"
+        )
+    return document
+
+
+def _yaml_error_text(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"invalid YAML: {problem}"
+
+
+def workflow_defaults(document: dict[str, Any]) -> dict[str, Any]:
+    """The ``flow.defaults`` mapping of an accepted document (empty when absent)."""
+    flow = document.get("flow") or {}
+    defaults = flow.get("defaults") or {}
+    return dict(defaults) if isinstance(defaults, dict) else {}
+
+
+def build_pyoco_config(document: dict[str, Any]) -> Any:
+    """Build pyoco's ``PyocoConfig`` from an accepted document (no file, no ``exec``)."""
+    from pyoco.schemas.config import FlowConfig, PyocoConfig, RuntimeConfig, TaskConfig
+
+    flow = document["flow"]
+    tasks = {
+        name: TaskConfig(
+            callable=conf.get("callable"),
+            use=conf.get("use"),
+            inputs=dict(conf.get("inputs") or {}),
+            outputs=list(conf.get("outputs") or []),
+        )
+        for name, conf in (document.get("tasks") or {}).items()
+    }
+    runtime = document.get("runtime") or {}
+    return PyocoConfig(
+        version=document.get("version", 1),
+        flow=FlowConfig(graph=flow["graph"], defaults=dict(flow.get("defaults") or {})),
+        tasks=tasks,
+        pipes=dict(document.get("pipes") or {}),
+        runtime=RuntimeConfig(expose_env=list(runtime.get("expose_env") or [])),
+    )
+
+
+def build_flow(
+    document: dict[str, Any], flow_name: str, params: dict[str, Any] | None
+) -> ResolvedFlow:
+    """Build a fresh pyoco flow from an accepted document with pyoco 0.8's own loader.
+
+    Params are ``flow.defaults`` overlaid with ``params``. Raises ``ValueError`` (pyoco's graph
+    errors) or ``LookupError`` when a task cannot be resolved.
+    """
+    from pyoco.discovery.loader import TaskLoader
+    from pyoco.dsl.graph import build_flow_from_graph
+
+    config = build_pyoco_config(document)
+    loader = TaskLoader(config, strict=False)
+    noise = io.StringIO()
+    with contextlib.redirect_stdout(noise):  # pyoco prints import problems instead of raising
+        loader.load()
+    missing = [name for name in config.tasks if name not in loader.tasks]
+    if missing:
+        printed = noise.getvalue().strip().splitlines()
+        detail = printed[-1] if printed else "could not be loaded"
+        raise LookupError(f"task {missing[0]!r}: {detail}")
+    flow = build_flow_from_graph(
+        graph=config.flow.graph, tasks=loader.tasks, pipes=config.pipes, flow_name=flow_name
+    )
+    return ResolvedFlow(flow=flow, params={**workflow_defaults(document), **(params or {})})
