@@ -1,0 +1,109 @@
+"""Job messages on ``pyoco.work.<tag>`` (contract §4): building, encoding and validating."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from .config import TAG_PATTERN
+from .model import PENDING
+
+#: Header that makes JetStream drop a duplicate publish within the stream's duplicate window.
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+class InvalidJob(ValueError):
+    """A job message that is not JSON, not an object, or lacks ``run_id``/``flow_name``."""
+
+
+def build_job(
+    run_id: str,
+    flow_name: str,
+    tag: str,
+    tags: list[str],
+    params: dict[str, Any],
+    *,
+    submitted_at: float | None = None,
+    tenant_id: str | None = None,
+    api_key_id: str | None = None,
+    workflow_yaml: bytes | None = None,
+    attempt: int = 1,
+) -> dict[str, Any]:
+    """The job message for a new run (YAML runs carry the YAML text and its fingerprint)."""
+    job: dict[str, Any] = {
+        "run_id": run_id,
+        "flow_name": flow_name,
+        "tag": tag,
+        "tags": tags,
+        "params": params,
+        "submitted_at": time.time() if submitted_at is None else submitted_at,
+        "attempt": attempt,
+    }
+    if tenant_id is not None:
+        job["tenant_id"] = tenant_id
+        job["api_key_id"] = api_key_id
+    if workflow_yaml is not None:
+        job["workflow_yaml"] = workflow_yaml.decode("utf-8")
+        job["workflow_yaml_sha256"] = hashlib.sha256(workflow_yaml).hexdigest()
+        job["workflow_yaml_bytes"] = len(workflow_yaml)
+    return job
+
+
+def encode_job(job: dict[str, Any]) -> bytes:
+    return json.dumps(job, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def message_id(job: dict[str, Any]) -> str:
+    """The ``Nats-Msg-Id`` of a job: one per run attempt, so a retried publish is deduplicated."""
+    return f"{job['run_id']}:{job.get('attempt', 1)}"
+
+
+def decode_job(data: bytes) -> dict[str, Any]:
+    """Parse and validate a job message; raise :class:`InvalidJob` with the reason."""
+    try:
+        job = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidJob(f"job is not JSON: {exc}") from None
+    if not isinstance(job, dict):
+        raise InvalidJob(f"job is a JSON {type(job).__name__}, not an object")
+    for key in ("run_id", "flow_name"):
+        if not isinstance(job.get(key), str) or not job[key]:
+            raise InvalidJob(f"job has no {key}")
+    if not isinstance(job.get("params", {}), dict):
+        raise InvalidJob("job params is not an object")
+    tag = job.get("tag")
+    if tag is not None and (not isinstance(tag, str) or not TAG_PATTERN.match(tag)):
+        raise InvalidJob("job tag is invalid")
+    if "workflow_yaml" in job and not isinstance(job["workflow_yaml"], str):
+        raise InvalidJob("job workflow_yaml is not text")
+    return job
+
+
+def pending_snapshot(job: dict[str, Any]) -> dict[str, Any]:
+    """The PENDING snapshot the gateway writes before it publishes ``job``."""
+    now = job["submitted_at"]
+    snapshot: dict[str, Any] = {
+        "run_id": job["run_id"],
+        "flow_name": job["flow_name"],
+        "status": PENDING,
+        "params": job["params"],
+        "tag": job["tag"],
+        "tags": job["tags"],
+        "tasks": {},
+        "task_records": {},
+        "task_records_truncated": False,
+        "worker_id": None,
+        "submitted_at": now,
+        "heartbeat_at": now,
+        "updated_at": now,
+        "start_time": None,
+        "end_time": None,
+        "error": None,
+        "attempt": job.get("attempt", 1),
+    }
+    if "tenant_id" in job:
+        snapshot["tenant_id"] = job["tenant_id"]
+        snapshot["api_key_id"] = job.get("api_key_id")
+    return snapshot
