@@ -111,9 +111,26 @@ async def worker_record(js: Any, settings: Settings, worker_id: str) -> dict[str
     return json.loads(entry.value) if entry.value else None
 
 
-async def dead_letter(js: Any, settings: Settings, tag: str = "default") -> dict[str, Any]:
-    message = await js.get_last_msg(settings.dlq_stream, settings.dlq_subject(tag))
-    return json.loads(message.data)
+async def dead_letter(
+    js: Any, settings: Settings, match: Any, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The newest DLQ entry for which ``match(entry)`` is true (waits for it to appear)."""
+
+    async def find() -> dict[str, Any] | None:
+        info = await js.stream_info(settings.dlq_stream)
+        for seq in range(info.state.last_seq, info.state.first_seq - 1, -1):
+            if seq <= 0:
+                break
+            entry = json.loads((await js.get_msg(settings.dlq_stream, seq)).data)
+            if match(entry):
+                return entry
+        return None
+
+    return await wait_until(find, timeout, "a dead letter")
+
+
+def for_run(run_id: str) -> Any:
+    return lambda entry: entry.get("run_id") == run_id
 
 
 async def queue_is_empty(js: Any, settings: Settings) -> bool:

@@ -272,6 +272,8 @@ class WorkerHost:
             )
         if self._handlers and self.runner is not None:
             log.warning("worker_grace_period_over", interrupted=len(self._handlers))
+            if self.pool is not None:
+                self.pool.stop_replacing()
             self.runner.abort_all()
             await _wait_quietly(set(self._handlers), REQUEUE_TIMEOUT_SEC)
         await heartbeats.drain(CLOSE_TIMEOUT_SEC)

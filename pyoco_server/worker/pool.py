@@ -109,7 +109,6 @@ class ExecutionProcess:
         self.alive = True
         #: Called with this process when it finished a run and can take another.
         self.on_idle: Callable[[ExecutionProcess], None] | None = None
-        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     @property
     def pid(self) -> int:
@@ -204,17 +203,16 @@ class ExecutionProcess:
                     time.time(),
                 )
             )
-        self.exited.set_result(code)
 
     async def close(self, timeout: float) -> None:
         """Ask the child to exit (close its socket); kill it if it has not after ``timeout``."""
         self.writer.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+            await asyncio.wait_for(self.process.wait(), timeout)
         except asyncio.TimeoutError:
             self.kill()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.exited), 5)
+                await asyncio.wait_for(self.process.wait(), 5)
 
 
 class ExecutionPool:
@@ -262,7 +260,7 @@ class ExecutionPool:
         await child.read_loop()
         if self._stopping.is_set():
             return
-        log.warning("execution_process_exited", pid=child.pid, code=child.exited.result())
+        log.warning("execution_process_exited", pid=child.pid, code=child.process.returncode)
         await self._respawn(child.index)
 
     async def _respawn(self, index: int) -> None:
@@ -297,11 +295,9 @@ class ExecutionPool:
             if child.alive and child.current is None:
                 return child.begin(job)
 
-    def abort_all(self) -> None:
-        """Kill every process that is running a flow."""
-        for child in self.children.values():
-            if child.current is not None:
-                child.current.abort()
+    def stop_replacing(self) -> None:
+        """Do not replace processes that exit from now on (the host is shutting down)."""
+        self._stopping.set()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop every process (they are idle by now, or get killed after ``timeout``)."""

@@ -28,6 +28,7 @@ FLOWS = {
     "marker": (worker_tasks.append_marker,),
     "marker_nap": (worker_tasks.append_marker, sample_tasks.nap),
     "marker_wait": (worker_tasks.append_marker, worker_tasks.wait_for_file),
+    "marker_wait_nap": (worker_tasks.append_marker, worker_tasks.wait_for_file, sample_tasks.nap),
     "big": (worker_tasks.big_output,),
     "chatty": (worker_tasks.chatty,),
 }
