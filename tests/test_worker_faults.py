@@ -223,6 +223,28 @@ async def test_max_deliver_exhaustion_terminates_into_the_dlq(nc, nats_server, t
         worker.stop()
 
 
+async def test_dlq_publish_failure_is_logged_and_never_blocks(nc, nats_server, tmp_path):
+    settings = isolated_settings(nats_server.url)
+    js, store = await open_store(nc, settings)
+    worker = WorkerProcess(settings, tmp_path)
+    try:
+        await worker.wait_ready(js, settings)
+        await js.delete_stream(settings.dlq_stream)  # dead letters cannot be stored now
+        run_id = await submit(js, store, settings, make_job("boom"))
+        assert (await wait_for_run(store, run_id))["status"] == "FAILED"
+        await wait_until(lambda: queue_is_empty(js, settings), what="the job to be ACKed")
+
+        def logged() -> bool:
+            return any(
+                e.get("event") == "dlq_publish_failed" and e.get("err_id") == "ERR-PYOCO-0011"
+                for e in worker.log_events()
+            )
+
+        await wait_until(lambda: asyncio.sleep(0, logged()), what="ERR-PYOCO-0011 in the log")
+    finally:
+        worker.stop()
+
+
 async def test_two_hundred_runs_on_two_workers_are_all_finished(nc, nats_server, tmp_path):
     settings = isolated_settings(nats_server.url)
     js, store = await open_store(nc, settings)

@@ -142,8 +142,10 @@ class Disposer:
                 task_records=outcome.task_records if outcome is not None else None,
                 ended_at=outcome.ended_at if outcome is not None else None,
             )
+            # An invalid job is not handed to pyoco_enrich_snapshot: plugins may trust jobs.
+            job = failure.job if failure.kind != "invalid_job" else None
             try:
-                await self.store.update(run_id, finish, "failed", failure.job)
+                await self.store.update(run_id, finish, "failed", job)
             except RunNotFound:
                 log.info("failed_run_has_no_snapshot", run_id=run_id)
             except Exception as exc:

@@ -83,7 +83,9 @@ class WorkerHost:
         self.options = options
         self.pm = pm
         self.nats = NatsConnection(settings, name=f"pyoco-worker:{options.worker_id}")
-        self.record = WorkerRecord(options.worker_id, options.tags, options.concurrency)
+        self.record = WorkerRecord(
+            options.worker_id, options.tags, options.concurrency, self._execution_pids
+        )
         self._stop_pulling = asyncio.Event()
         self._shutdown = asyncio.Event()
         self._force = asyncio.Event()
@@ -120,8 +122,10 @@ class WorkerHost:
 
     def _work_dir(self) -> str:
         if self.options.work_dir:
-            os.makedirs(self.options.work_dir, exist_ok=True)
-            return os.path.abspath(self.options.work_dir)
+            # One subdirectory per worker, so hosts sharing --work-dir never touch each other.
+            path = os.path.join(os.path.abspath(self.options.work_dir), self.options.worker_id)
+            os.makedirs(path, exist_ok=True)
+            return path
         self._work_dir_created = True
         return tempfile.mkdtemp(prefix="pyoco-worker-")
 
@@ -153,7 +157,6 @@ class WorkerHost:
         loops: list[asyncio.Task[Any]] = []
         try:
             await self.pool.start()  # a bad --flow-resolver fails here, before NATS
-            self.record.execution_pids = self.pool.pids
             if not await self._wait_for_nats():
                 return 0
             runs_kv = await self.nats.kv(self.settings.runs_kv_bucket)
@@ -200,6 +203,9 @@ class WorkerHost:
             self.record.wake()
             await _wait_quietly(set(loops), CLOSE_TIMEOUT_SEC)
             await self._close(work_dir)
+
+    def _execution_pids(self) -> list[int]:
+        return self.pool.pids if self.pool is not None else []
 
     async def _workers_kv(self) -> Any:
         return await self.nats.kv(self.settings.workers_kv_bucket)

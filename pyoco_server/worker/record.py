@@ -34,7 +34,13 @@ RECORD_MIN_GAP_SEC = 0.25
 class WorkerRecord:
     """What a worker host tells the world about itself."""
 
-    def __init__(self, worker_id: str, tags: list[str], concurrency: int) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        tags: list[str],
+        concurrency: int,
+        execution_pids: Callable[[], list[int]] = list,
+    ) -> None:
         self.worker_id = worker_id
         self.instance_id = uuid.uuid4().hex
         self.tags = list(tags)
@@ -43,7 +49,7 @@ class WorkerRecord:
         self.pid = os.getpid()
         self.started_at = time.time()
         self.stopping = False
-        self.execution_pids: list[int] = []
+        self.execution_pids = execution_pids
         self._current: dict[str, None] = {}
         self._changed = asyncio.Event()
 
@@ -77,7 +83,7 @@ class WorkerRecord:
             "hostname": self.hostname,
             "pid": self.pid,
             "concurrency": self.concurrency,
-            "execution_pids": self.execution_pids,
+            "execution_pids": self.execution_pids(),
             "stopping": self.stopping,
         }
 

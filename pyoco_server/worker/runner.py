@@ -32,6 +32,9 @@ from .snapshots import Claim, Finish
 
 log = get_logger(__name__)
 
+#: How long a claimed job may wait for an execution process (one is being replaced) before it
+#: is handed back to the queue.
+EXECUTION_PROCESS_WAIT_SEC = 90.0
 #: Waits between attempts to write a terminal snapshot before the job is NAKed instead.
 TERMINAL_WRITE_RETRY_DELAYS_SEC = (0.25, 0.5, 1.0, 1.5)
 
@@ -159,7 +162,11 @@ class JobRunner:
             if await self._claim(job, delivery) is None:
                 return
             log.info("run_started", num_delivered=delivery.num_delivered)
-            execution = await self.pool.run(job)
+            try:
+                execution = await asyncio.wait_for(self.pool.run(job), EXECUTION_PROCESS_WAIT_SEC)
+            except asyncio.TimeoutError:
+                await self._transient(job, delivery, "no execution process could be started")
+                return
             execution.on_progress(lambda: self.heartbeats.progressed(run))
             run.attach(execution)
             outcome = await execution.outcome()
