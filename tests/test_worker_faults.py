@@ -32,7 +32,7 @@ from worker_support import (
 )
 
 from pyoco_server.embedded import EmbeddedNats, free_port
-from pyoco_server.jobs import encode_job
+from pyoco_server.jobs import encode_job, pending_snapshot
 from pyoco_server.nats_client import connect, ensure_resources
 
 FAST_ACKS = {"consumer_ack_wait_sec": 2.0, "ack_progress_interval_sec": 0.5}
@@ -196,11 +196,41 @@ async def test_transient_kv_failure_naks_and_the_run_completes_later(nc, nats_se
 
         await ensure_resources(js, settings)  # the bucket is back; the gateway's record too
         js, store = await open_store(nc, settings)
-        from pyoco_server.jobs import pending_snapshot
-
         await store.create(pending_snapshot(job), job)
         snapshot = await wait_for_run(store, job["run_id"], timeout=20)
         assert snapshot["status"] == "COMPLETED"
+    finally:
+        worker.stop()
+
+
+async def test_terminal_write_failure_naks_and_the_run_runs_again(nc, nats_server, tmp_path):
+    settings = isolated_settings(nats_server.url)
+    js, store = await open_store(nc, settings)
+    worker = WorkerProcess(settings, tmp_path)
+    try:
+        await worker.wait_ready(js, settings)
+        marker, release = tmp_path / "runs.txt", tmp_path / "release"
+        job = make_job("marker_wait", {"marker": str(marker), "release": str(release)})
+        await submit(js, store, settings, job)
+        await wait_until(lambda: asyncio.sleep(0, lines(marker) == 1), what="the flow to start")
+        await js.delete_key_value(settings.runs_kv_bucket)  # the terminal write will fail
+        release.touch()
+
+        def gave_up() -> bool:
+            return any(
+                e.get("event") == "terminal_snapshot_not_written"
+                and e.get("err_id") == "ERR-PYOCO-0008"
+                for e in worker.log_events()
+            )
+
+        await wait_until(lambda: asyncio.sleep(0, gave_up()), what="ERR-PYOCO-0008")
+        assert not await queue_is_empty(js, settings), "the job was ACKed without a snapshot"
+        await ensure_resources(js, settings)
+        js, store = await open_store(nc, settings)
+        await store.create(pending_snapshot(job), job)
+        snapshot = await wait_for_run(store, job["run_id"], timeout=20)
+        assert snapshot["status"] == "COMPLETED"
+        assert lines(marker) == 2  # the NAKed job ran again
     finally:
         worker.stop()
 

@@ -17,10 +17,11 @@ from ..errors import err_id, msg_id
 from ..log import get_logger
 from ..model import FAILED, Disposition, Failure
 from ..nats_client import NatsConnection
-from ..runs import RunNotFound, RunStore
+from ..runs import RunNotFound
 from .consumer import Delivery
 from .protocol import Outcome
 from .snapshots import Finish
+from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
@@ -94,7 +95,7 @@ class Disposer:
         pm: Any,
         settings: Settings,
         nats: NatsConnection,
-        store: RunStore,
+        store: WorkerRunStore,
         worker_id: str,
     ) -> None:
         self.pm = pm

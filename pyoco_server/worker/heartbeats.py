@@ -20,10 +20,10 @@ from typing import Any
 from ..config import Settings
 from ..errors import err_id, msg_id
 from ..log import get_logger
-from ..runs import RunStore
 from .consumer import Delivery
 from .pool import RunExecution
 from .snapshots import Progress
+from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
@@ -55,7 +55,7 @@ class ActiveRun:
 class Heartbeats:
     """Snapshot heartbeats/progress and ``in_progress`` acks for every active run."""
 
-    def __init__(self, settings: Settings, worker_id: str, store: RunStore) -> None:
+    def __init__(self, settings: Settings, worker_id: str, store: WorkerRunStore) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self.store = store

@@ -25,6 +25,7 @@ from .heartbeats import Heartbeats
 from .pool import ExecutionPool
 from .record import STOPPED, WorkerRecord
 from .runner import JobRunner
+from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
@@ -160,12 +161,12 @@ class WorkerHost:
             if not await self._wait_for_nats():
                 return 0
             runs_kv = await self.nats.kv(self.settings.runs_kv_bucket)
-            store = RunStore(runs_kv, self.pm, self.settings)
+            store = WorkerRunStore(
+                RunStore(runs_kv, self.pm, self.settings), self.nats, self.settings
+            )
             heartbeats = Heartbeats(self.settings, self.options.worker_id, store)
             self.runner = JobRunner(
-                settings=self.settings,
                 worker_id=self.options.worker_id,
-                nats=self.nats,
                 store=store,
                 pool=self.pool,
                 heartbeats=heartbeats,

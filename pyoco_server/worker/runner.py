@@ -15,13 +15,11 @@ from typing import Any
 
 import structlog
 
-from ..config import Settings
 from ..errors import err_id, msg_id
 from ..jobs import InvalidJob, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, Failure
-from ..nats_client import NatsConnection
-from ..runs import RunNotFound, RunStore
+from ..runs import RunNotFound
 from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import ActiveRun, Heartbeats
@@ -29,6 +27,7 @@ from .pool import ExecutionPool, RunExecution
 from .protocol import Outcome
 from .record import WorkerRecord
 from .snapshots import Claim, Finish
+from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
@@ -54,18 +53,14 @@ class JobRunner:
     def __init__(
         self,
         *,
-        settings: Settings,
         worker_id: str,
-        nats: NatsConnection,
-        store: RunStore,
+        store: WorkerRunStore,
         pool: ExecutionPool,
         heartbeats: Heartbeats,
         disposer: Disposer,
         record: WorkerRecord,
     ) -> None:
-        self.settings = settings
         self.worker_id = worker_id
-        self.nats = nats
         self.store = store
         self.pool = pool
         self.heartbeats = heartbeats
@@ -116,24 +111,12 @@ class JobRunner:
     async def _transient(self, job: dict[str, Any], delivery: Delivery, error: str) -> None:
         await self._fail(Failure("transient", error, job, *self._counts(delivery)), delivery)
 
-    async def _bucket_exists(self) -> bool:
-        try:
-            await self.nats.js.stream_info(f"KV_{self.settings.runs_kv_bucket}")
-        except Exception:
-            return False
-        return True
-
     async def _claim(self, job: dict[str, Any], delivery: Delivery) -> Claim | None:
         """Mark the run RUNNING; ``None`` when the job was already settled here."""
         claim = Claim(self.worker_id)
         try:
             await self.store.update(job["run_id"], claim, "started", job)
         except RunNotFound:
-            if not await self._bucket_exists():
-                await self._transient(
-                    job, delivery, f"KV bucket {self.settings.runs_kv_bucket!r} is missing"
-                )
-                return None
             # The gateway removes a run whose publish it reported as failed: the client was
             # told the run does not exist, so it must not run.
             log.warning("job_without_run", err_id=err_id(5), msg_id=msg_id(5), action="term")
