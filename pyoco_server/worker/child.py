@@ -56,7 +56,7 @@ def _exit_now(code: int = 0) -> None:
     os._exit(code)
 
 
-def _setup(channel: BlockingChannel, config: dict[str, Any]) -> Any:
+def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
     from ..plugins import PluginOptions, build_plugin_manager, enable_tracing
 
     settings = settings_from_wire(config["settings"])
@@ -83,7 +83,7 @@ def serve(channel: BlockingChannel) -> int:
     if config is None or config.get("type") != "config":
         return 1
     try:
-        settings, pm = _setup(channel, config)
+        settings, pm = _setup(config)
         from .execution import JobExecutor
         from .trace_bridge import ProgressReporter
     except PyocoServerError as exc:

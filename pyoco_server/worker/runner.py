@@ -83,18 +83,21 @@ class JobRunner:
         except InvalidJob as exc:
             partial = _partial_job(delivery.msg.data)
             run_id = partial.get("run_id") if partial else None
-            with structlog.contextvars.bound_contextvars(
-                run_id=run_id if isinstance(run_id, str) else None, tag=delivery.tag
-            ):
-                await self._fail(
-                    Failure("invalid_job", str(exc), partial, *self._counts(delivery)), delivery
-                )
+            context = {"run_id": run_id if isinstance(run_id, str) else None}
+            failure = Failure("invalid_job", str(exc), partial, *self._counts(delivery))
+            await self._guarded(self._fail(failure, delivery), delivery, context)
             return
-        with structlog.contextvars.bound_contextvars(
-            run_id=job["run_id"], flow_name=job["flow_name"], tag=job.get("tag") or delivery.tag
-        ):
+        context = {
+            "run_id": job["run_id"],
+            "flow_name": job["flow_name"],
+            "tag": job.get("tag") or delivery.tag,
+        }
+        await self._guarded(self._run(job, delivery), delivery, context)
+
+    async def _guarded(self, work: Any, delivery: Delivery, context: dict[str, Any]) -> None:
+        with structlog.contextvars.bound_contextvars(**context):
             try:
-                await self._run(job, delivery)
+                await work
             except Exception as exc:  # a bug: keep the job, let it come back
                 log.exception("job_handling_failed", error=f"{type(exc).__name__}: {exc}")
                 await delivery.settle("nak", 2.0)
@@ -111,8 +114,8 @@ class JobRunner:
     async def _transient(self, job: dict[str, Any], delivery: Delivery, error: str) -> None:
         await self._fail(Failure("transient", error, job, *self._counts(delivery)), delivery)
 
-    async def _claim(self, job: dict[str, Any], delivery: Delivery) -> Claim | None:
-        """Mark the run RUNNING; ``None`` when the job was already settled here."""
+    async def _claim(self, job: dict[str, Any], delivery: Delivery) -> bool:
+        """Mark the run RUNNING; ``False`` when the job must not run (and was settled)."""
         claim = Claim(self.worker_id)
         try:
             await self.store.update(job["run_id"], claim, "started", job)
@@ -121,28 +124,28 @@ class JobRunner:
             # told the run does not exist, so it must not run.
             log.warning("job_without_run", err_id=err_id(5), msg_id=msg_id(5), action="term")
             await delivery.settle("term")
-            return None
+            return False
         except Exception as exc:
             await self._transient(
                 job, delivery, f"could not mark the run RUNNING: {type(exc).__name__}: {exc}"
             )
-            return None
+            return False
         if claim.decision == Claim.FINISHED:
             log.info("run_already_terminal", status=claim.found_status, action="ack")
             await delivery.settle("ack")
-            return None
+            return False
         if claim.decision == Claim.CANCELLED:
             log.info("run_cancelled_before_start", action="ack")
             await delivery.settle("ack")
-            return None
-        return claim
+            return False
+        return True
 
     async def _run(self, job: dict[str, Any], delivery: Delivery) -> None:
         run = ActiveRun(job["run_id"], job, delivery)
         self.heartbeats.add(run)  # in_progress from the start, in case claiming is slow
         self.record.run_started(run.run_id)
         try:
-            if await self._claim(job, delivery) is None:
+            if not await self._claim(job, delivery):
                 return
             log.info("run_started", num_delivered=delivery.num_delivered)
             try:

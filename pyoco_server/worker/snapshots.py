@@ -86,12 +86,10 @@ class Progress:
         self.tasks = tasks
         self.task_records = task_records
         self.cancel_requested = False
-        self.lost = False
 
     def __call__(self, snapshot: Snapshot) -> Snapshot | None:
         status = snapshot.get("status")
         if is_terminal(status) or snapshot.get("worker_id") != self.worker_id:
-            self.lost = True
             return None
         self.cancel_requested = status == CANCELLING
         snapshot["heartbeat_at"] = time.time()
@@ -125,11 +123,9 @@ class Finish:
         self.tasks = tasks
         self.task_records = task_records
         self.ended_at = ended_at
-        self.written = False
 
     def __call__(self, snapshot: Snapshot) -> Snapshot | None:
         if is_terminal(snapshot.get("status")):
-            self.written = False
             return None
         now = time.time()
         snapshot.update(
@@ -141,5 +137,4 @@ class Finish:
             snapshot["tasks"] = self.tasks
             snapshot["task_records"] = self.task_records or {}
             snapshot["task_records_truncated"] = False
-        self.written = True
         return snapshot
