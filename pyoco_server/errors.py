@@ -21,6 +21,10 @@ ERROR_MESSAGES: dict[int, str] = {
     15: "API key invalid or revoked",
     16: "workflow YAML too large",
     17: "plugin could not be loaded",
+    18: "request body too large",
+    19: "no such endpoint or method",
+    20: "a request with this Idempotency-Key is still in progress",
+    21: "internal server error",
 }
 
 
