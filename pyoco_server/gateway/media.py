@@ -99,7 +99,6 @@ async def parse_multipart(req: falcon.asgi.Request, raw: bytes) -> dict[str, For
             [{"field": "Content-Type", "message": "expected multipart/form-data"}],
         )
     handler = MultipartFormHandler()
-    handler.parse_options.max_body_part_buffer_size = max(len(raw), 1)
     parts: dict[str, FormPart] = {}
     try:
         form = await handler.deserialize_async(_once(raw), req.content_type, len(raw))

@@ -182,6 +182,7 @@ class RunIndexFeed:
         self.subject = kv_subject_prefix(settings.runs_kv_bucket) + ">"
         self.fetch_timeout = settings.http_nats_timeout_sec
         self._lock = asyncio.Lock()
+        self._stream_created: object = None
 
     async def sync(self) -> None:
         """Apply every write the stream holds now; afterwards the index is at least that new.
@@ -191,13 +192,16 @@ class RunIndexFeed:
         js = self.nats.js
         info = await js.stream_info(self.stream)
         last_seq = info.state.last_seq
-        if last_seq == self.index.applied_seq:
+        if last_seq == self.index.applied_seq and info.created == self._stream_created:
             self.index.loaded = True
             return
         async with self._lock:
-            if last_seq < self.index.applied_seq:
-                log.warning("run_index_reset", applied=self.index.applied_seq, last=last_seq)
+            if info.created != self._stream_created or last_seq < self.index.applied_seq:
+                # A different stream (the bucket was recreated): replay it from the start.
+                if self.index.applied_seq:
+                    log.warning("run_index_reset", applied=self.index.applied_seq, last=last_seq)
                 self.index.reset()
+                self._stream_created = info.created
             if self.index.applied_seq < last_seq:
                 await read_stream(
                     js,

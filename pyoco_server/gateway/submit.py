@@ -1,17 +1,21 @@
 """Submitting a run atomically: PENDING snapshot, then the job; never one without the other.
 
 1. the PENDING snapshot is created in KV (through :class:`~pyoco_server.runs.RunStore`, so
-   plugins enrich it and the size cap holds);
+   plugins enrich it and the size cap holds); if that times out it may still have been
+   stored, so it is removed as in step 3;
 2. the job is published to ``pyoco.work.<tag>`` with ``Nats-Msg-Id`` (a retried publish of the
    same run attempt is dropped by JetStream's duplicate window) and the expected stream name;
 3. if the publish fails for any reason, the snapshot is removed again and the client gets 503;
-   if even that fails, ERR-PYOCO-0004 is logged with the run id.
+   if even that fails, ERR-PYOCO-0004 is logged with the run id. A publish that timed out
+   *after* JetStream stored the job leaves a job whose snapshot is gone: workers must drop
+   a job whose run does not exist.
 
 With an ``Idempotency-Key`` the submit runs under a claim (see :mod:`.idempotency`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
@@ -64,7 +68,12 @@ async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
             f"the job would be {len(payload)} bytes; NATS accepts at most {max_payload}",
         )
     store = await services.run_store()
-    await store.create(pending_snapshot(job), job)
+    try:
+        await store.create(pending_snapshot(job), job)
+    except asyncio.TimeoutError:
+        # The create may have been stored although its answer was lost: undo it too.
+        await _remove_orphan(store, job["run_id"])
+        raise
     settings = services.settings
     try:
         await js.publish(

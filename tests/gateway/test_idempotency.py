@@ -67,3 +67,29 @@ async def test_invalid_keys_are_422(gateway):
             "/runs", json={"flow_name": "a"}, headers={"Idempotency-Key": key}
         )
         assert_error(result, 422, "ERR-PYOCO-0002")
+
+
+async def test_a_claim_still_pending_is_409_and_a_stale_one_is_taken_over(nc, gateway_settings):
+    from nats.js.api import KeyValueConfig
+
+    from pyoco_server.gateway.errors import ApiError
+    from pyoco_server.gateway.idempotency import Claim, IdempotencyStore, Replay
+
+    kv = await nc.jetstream().create_key_value(
+        KeyValueConfig(bucket=gateway_settings.idempotency_kv_bucket, history=1)
+    )
+    keys = IdempotencyStore(kv, wait_sec=0.2)
+    first = await keys.claim(None, "k", "fp")
+    assert isinstance(first, Claim)
+    try:
+        await keys.claim(None, "k", "fp")
+    except ApiError as error:
+        assert error.status_code == 409 and error.body()["err_id"] == "ERR-PYOCO-0020"
+    else:
+        raise AssertionError("a duplicate of a pending claim must not pass")
+
+    impatient = IdempotencyStore(kv, wait_sec=0.2, stale_after_sec=0)
+    taken = await impatient.claim(None, "k", "fp")
+    assert isinstance(taken, Claim) and taken.run_id != first.run_id
+    await impatient.complete(taken)
+    assert await keys.claim(None, "k", "fp") == Replay(taken.run_id)

@@ -115,3 +115,19 @@ async def test_list_newest_first_with_filters_and_read_your_writes(gateway, nc, 
 )
 async def test_bad_list_queries_are_422(gateway, query):
     assert_error(await gateway.simulate_get("/runs?" + query), 422, "ERR-PYOCO-0002")
+
+
+async def test_a_recreated_bucket_is_replayed_from_scratch(gateway, nc, gateway_settings):
+    from pyoco_server.nats_client import ensure_resources
+
+    old = await submit(gateway, "old")
+    assert [r["run_id"] for r in (await gateway.simulate_get("/runs")).json] == [old]
+    js = nc.jetstream()
+    await js.delete_key_value(gateway_settings.runs_kv_bucket)
+    await ensure_resources(js, gateway_settings)
+    for _ in range(3):  # the new stream's sequences overtake the old one's
+        new = await submit(gateway, "new")
+    listed = (await gateway.simulate_get("/runs")).json
+    assert old not in [r["run_id"] for r in listed]
+    assert [r["flow_name"] for r in listed] == ["new"] * 3
+    assert new == listed[0]["run_id"]
