@@ -13,6 +13,7 @@ key keeps working on a gateway that verified it just before the revocation.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -48,6 +49,9 @@ RECORD_PREFIX = "keys."
 HASH_ALGORITHM = "hmac-sha256"
 #: Most key records a gateway keeps in memory; the least recently used are dropped first.
 DEFAULT_CACHE_ENTRIES = 10_000
+#: Longest wait for one key record: a read takes about a millisecond, so a slower one means NATS
+#: is gone but the client has not noticed yet, and the caller should get 503 now.
+LOOKUP_TIMEOUT_SEC = 2.0
 
 
 class AuthBackendUnavailable(PyocoServerError):
@@ -272,7 +276,7 @@ class ApiKeyStore:
         """The stored record of ``key_id`` and its revision (``(None, 0)`` when absent)."""
         kv = await self._kv()
         try:
-            entry = await kv.get(RECORD_PREFIX + key_id)
+            entry = await asyncio.wait_for(kv.get(RECORD_PREFIX + key_id), LOOKUP_TIMEOUT_SEC)
         except KeyNotFoundError:
             return None, 0
         except Exception as exc:

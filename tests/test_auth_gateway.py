@@ -99,19 +99,27 @@ def auth_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def admin(nc, auth_settings: Settings) -> ApiKeyStore:
-    kv = await open_auth_kv(nc.jetstream(timeout=5.0), auth_settings)
+async def kv(nc, auth_settings: Settings) -> Any:
+    return await open_auth_kv(nc.jetstream(timeout=5.0), auth_settings)
 
-    async def get_kv():
+
+def store_on(kv: Any, cache: RecordCache | None = None) -> ApiKeyStore:
+    async def get_kv() -> Any:
         return kv
 
-    return ApiKeyStore(get_kv, PEPPER.encode())
+    return ApiKeyStore(get_kv, PEPPER.encode(), cache)
 
 
 @pytest.fixture
-def middleware(admin: ApiKeyStore, auth_settings: Settings) -> ApiKeyAuthMiddleware:
-    gateway_store = ApiKeyStore(admin._get_kv, PEPPER.encode(), RecordCache(ttl=1.0))
-    return ApiKeyAuthMiddleware(auth_settings, gateway_store)
+def admin(kv: Any) -> ApiKeyStore:
+    """What pyoco-server-admin does: no cache."""
+    return store_on(kv)
+
+
+@pytest.fixture
+def middleware(kv: Any, auth_settings: Settings) -> ApiKeyAuthMiddleware:
+    """A gateway's middleware, caching records for one second."""
+    return ApiKeyAuthMiddleware(auth_settings, store_on(kv, RecordCache(ttl=1.0)))
 
 
 def assert_error(result: Any, status: int, number: int) -> None:

@@ -225,7 +225,7 @@ async def test_corrupt_record_is_rejected_and_skipped_by_list(kv):
     assert await store.list() == []
 
 
-async def test_creating_keys_needs_a_real_pepper(settings: Settings):
+async def test_auth_settings_are_validated_without_revealing_the_pepper(settings: Settings):
     with pytest.raises(ConfigError) as info:
         settings.with_overrides(http_auth_mode="api_key", auth_pepper="short")
     assert info.value.name == "PYOCO_AUTH_PEPPER" and "short" not in str(info.value)
@@ -238,6 +238,10 @@ async def test_creating_keys_needs_a_real_pepper(settings: Settings):
         == PEPPER
     )
     assert PEPPER not in repr(settings.with_overrides(auth_pepper=PEPPER))
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"PYOCO_AUTH_CACHE_TTL_SEC": "-1"})
+    assert info.value.name == "PYOCO_AUTH_CACHE_TTL_SEC"
+    assert Settings.from_env({"PYOCO_AUTH_CACHE_TTL_SEC": "0"}).auth_cache_ttl_sec == 0
 
 
 async def test_cached_keys_outlive_a_nats_outage_only_until_their_ttl(tmp_path, settings):
@@ -263,7 +267,7 @@ async def test_cached_keys_outlive_a_nats_outage_only_until_their_ttl(tmp_path, 
         with pytest.raises(AuthBackendUnavailable) as info:
             await gateway.verify(api_key)
         assert info.value.err_id == "ERR-PYOCO-0003"
-        assert time.monotonic() - started < 10, "an outage must not hang verification"
+        assert time.monotonic() - started < 6, "an outage must not hang verification"
         server.start()
         deadline = time.monotonic() + 20
         while True:
