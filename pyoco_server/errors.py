@@ -21,6 +21,7 @@ ERROR_MESSAGES: dict[int, str] = {
     15: "API key invalid or revoked",
     16: "workflow YAML too large",
     17: "plugin could not be loaded",
+    18: "API key not found",
 }
 
 

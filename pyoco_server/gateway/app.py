@@ -10,6 +10,7 @@ import falcon.asgi
 from ..config import Settings
 from ..log import get_logger
 from ..nats_client import NatsConnection
+from .auth import install_auth
 
 log = get_logger(__name__)
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings, pm: Any) -> falcon.asgi.App:
     """The gateway application for ``settings`` with the plugin manager ``pm``."""
     nats = NatsConnection(settings, name="pyoco-server:http")
     app = falcon.asgi.App(middleware=[Lifespan(nats)])
+    install_auth(app, settings, nats)
     app.add_route("/health", HealthResource())
     app.add_route("/ready", ReadyResource(nats))
     return app
