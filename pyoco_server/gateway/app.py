@@ -1,4 +1,4 @@
-"""Build the gateway's Falcon ASGI application: routes, error handling, lifespan."""
+"""Build the gateway's Falcon ASGI application: middleware, error handling, routes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import falcon.asgi
 
 from ..config import Settings
+from .auth import install_auth
 from .errors import install_error_handling
 from .resources.runs import (
     RunResource,
@@ -40,11 +41,14 @@ class Lifespan:
 def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None) -> falcon.asgi.App:
     """The gateway application for ``settings`` with the plugin manager ``pm``.
 
-    ``middleware`` runs after the lifespan component, in order (the authentication middleware
-    goes here; it sets ``req.context.tenant_id`` / ``api_key_id`` for the resources).
+    The authentication middleware runs first (it sets ``req.context.tenant_id`` and
+    ``api_key_id`` for the resources); ``middleware`` runs after it, in order.
     """
     services = GatewayServices(settings, pm)
-    app = falcon.asgi.App(middleware=[Lifespan(services), *(middleware or [])])
+    app = falcon.asgi.App(middleware=[Lifespan(services)])
+    install_auth(app, settings, services.nats)
+    for component in middleware or []:
+        app.add_middleware(component)
     app.req_options.strip_url_path_trailing_slash = True
     install_error_handling(app)
 

@@ -26,10 +26,10 @@ INVALID_REQUEST = 2
 NATS_UNAVAILABLE = 3
 RUN_NOT_FOUND = 5
 YAML_TOO_LARGE = 16
-BODY_TOO_LARGE = 18
-NO_SUCH_ENDPOINT = 19
-IDEMPOTENCY_IN_PROGRESS = 20
-INTERNAL_ERROR = 21
+BODY_TOO_LARGE = 19
+NO_SUCH_ENDPOINT = 20
+IDEMPOTENCY_IN_PROGRESS = 21
+INTERNAL_ERROR = 22
 
 #: Exceptions that mean "NATS cannot serve this request right now" (answered 503).
 NATS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -156,7 +156,7 @@ async def handle_policy_violation(
 async def handle_unexpected(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, error: Exception, params: dict
 ) -> None:
-    """Anything else → 500 ERR-PYOCO-0021 (the exception is logged, never sent)."""
+    """Anything else → 500 ERR-PYOCO-0022 (the exception is logged, never sent)."""
     if isinstance(error, nats.js.errors.NotFoundError):
         # A stream or bucket vanished (deleted by hand, or a NATS server with an empty store).
         raise nats_unavailable(f"a NATS resource is missing: {error}") from error

@@ -1,7 +1,7 @@
 """Reading request bodies: a size cap first, then JSON or a multipart form.
 
 The body is read with a cap before anything parses it: a declared ``Content-Length`` over the
-cap is refused at once, a chunked body as soon as it grows past it (413 ERR-PYOCO-0018).
+cap is refused at once, a chunked body as soon as it grows past it (413 ERR-PYOCO-0019).
 Multipart forms are then parsed by Falcon's own multipart handler from the capped bytes.
 """
 
@@ -48,7 +48,7 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
-    """The whole request body, or 413 ERR-PYOCO-0018 as soon as it exceeds ``limit`` bytes."""
+    """The whole request body, or 413 ERR-PYOCO-0019 as soon as it exceeds ``limit`` bytes."""
     declared = req.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)

@@ -220,11 +220,11 @@ def _responses() -> dict[str, Any]:
         "NotFound": _json(error, "no such run (or it belongs to another tenant): ERR-PYOCO-0005"),
         "Conflict": _json(
             error,
-            "a request with the same Idempotency-Key is still in progress: ERR-PYOCO-0020",
+            "a request with the same Idempotency-Key is still in progress: ERR-PYOCO-0021",
         ),
         "TooLarge": _json(
             error,
-            "request body over PYOCO_HTTP_MAX_BODY_BYTES (ERR-PYOCO-0018) or workflow YAML over "
+            "request body over PYOCO_HTTP_MAX_BODY_BYTES (ERR-PYOCO-0019) or workflow YAML over "
             "PYOCO_WORKFLOW_YAML_MAX_BYTES (ERR-PYOCO-0016)",
         ),
         "Invalid": _json(
@@ -235,8 +235,8 @@ def _responses() -> dict[str, Any]:
         "Unavailable": _json(error, "NATS unavailable: ERR-PYOCO-0003 (retry later)"),
         "Unexpected": _json(
             error,
-            "unknown path or method (404/405, ERR-PYOCO-0019) or an internal error "
-            "(500, ERR-PYOCO-0021; details are only in the gateway's log)",
+            "unknown path or method (404/405, ERR-PYOCO-0020) or an internal error "
+            "(500, ERR-PYOCO-0022; details are only in the gateway's log)",
         ),
     }
 

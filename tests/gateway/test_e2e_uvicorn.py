@@ -87,7 +87,7 @@ def test_the_api_through_uvicorn(served: str):
         chunked = client.post(
             "/runs", content=chunks(8192), headers={"Content-Type": "application/json"}
         )
-        assert chunked.status_code == 413 and chunked.json()["err_id"] == "ERR-PYOCO-0018"
+        assert chunked.status_code == 413 and chunked.json()["err_id"] == "ERR-PYOCO-0019"
         small = client.post(
             "/runs", content=chunks(1024), headers={"Content-Type": "application/json"}
         )
@@ -96,4 +96,4 @@ def test_the_api_through_uvicorn(served: str):
         metrics = client.get("/metrics")
         assert 'pyoco_runs_total{status="PENDING"} 3.0' in metrics.text
         assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
-        assert client.get("/nope").json()["err_id"] == "ERR-PYOCO-0019"
+        assert client.get("/nope").json()["err_id"] == "ERR-PYOCO-0020"

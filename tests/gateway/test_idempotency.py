@@ -84,7 +84,7 @@ async def test_a_claim_still_pending_is_409_and_a_stale_one_is_taken_over(nc, ga
     try:
         await keys.claim(None, "k", "fp")
     except ApiError as error:
-        assert error.status_code == 409 and error.body()["err_id"] == "ERR-PYOCO-0020"
+        assert error.status_code == 409 and error.body()["err_id"] == "ERR-PYOCO-0021"
     else:
         raise AssertionError("a duplicate of a pending claim must not pass")
 

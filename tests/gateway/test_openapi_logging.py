@@ -90,7 +90,7 @@ async def test_an_unexpected_failure_is_a_logged_500_without_internals(gateway_s
             result = await gateway.simulate_post("/runs/yaml", **multipart(raw, flow_name="d"))
     finally:
         structlog.reset_defaults()
-    body = assert_error(result, 500, "ERR-PYOCO-0021")
+    body = assert_error(result, 500, "ERR-PYOCO-0022")
     assert "internal detail" not in result.text and "Traceback" not in result.text
     (error,) = [line for line in log_lines(stream) if line["event"] == "http_error"]
     assert error["level"] == "error" and error["path"] == "/runs/yaml"

@@ -116,7 +116,7 @@ async def test_bad_submissions_are_422_and_store_nothing(
 async def test_body_over_the_cap_is_413(settings):
     async with start_gateway(settings.with_overrides(http_max_body_bytes=100)) as gateway:
         big = {"flow_name": "x", "params": {"blob": "y" * 200}}
-        assert_error(await gateway.simulate_post("/runs", json=big), 413, "ERR-PYOCO-0018")
+        assert_error(await gateway.simulate_post("/runs", json=big), 413, "ERR-PYOCO-0019")
         small = await gateway.simulate_post("/runs", json={"flow_name": "x"})
         assert small.status_code == 200
 
@@ -136,10 +136,10 @@ async def test_unknown_include_is_422(gateway):
 
 
 async def test_unknown_paths_and_methods_answer_json_errors(gateway):
-    missing = assert_error(await gateway.simulate_get("/nope"), 404, "ERR-PYOCO-0019")
+    missing = assert_error(await gateway.simulate_get("/nope"), 404, "ERR-PYOCO-0020")
     assert "detail" in missing
     result = await gateway.simulate_delete("/runs")
-    assert_error(result, 405, "ERR-PYOCO-0019")
+    assert_error(result, 405, "ERR-PYOCO-0020")
     assert "GET" in result.headers["allow"]
 
 
