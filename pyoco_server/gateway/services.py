@@ -7,14 +7,11 @@ import contextlib
 from typing import Any
 
 from ..config import Settings
-from ..log import get_logger
 from ..nats_client import NatsConnection
 from ..runs import RunStore
 from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
 from .run_index import RunIndex, RunIndexFeed
-
-log = get_logger(__name__)
 
 #: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
 STARTUP_NATS_WAIT_SEC = 5.0
