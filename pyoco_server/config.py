@@ -133,6 +133,9 @@ class Settings:
     )
     workflow_yaml_max_bytes: int = _setting("PYOCO_WORKFLOW_YAML_MAX_BYTES", _POSITIVE_INT, 262144)
     http_max_body_bytes: int = _setting("PYOCO_HTTP_MAX_BODY_BYTES", _POSITIVE_INT, 1048576)
+    http_nats_timeout_sec: float = _setting("PYOCO_HTTP_NATS_TIMEOUT_SEC", _POSITIVE, 2.0)
+    idempotency_kv_bucket: str = _setting("PYOCO_IDEMPOTENCY_KV_BUCKET", _NAME, "pyoco_idempotency")
+    idempotency_ttl_sec: float = _setting("PYOCO_IDEMPOTENCY_TTL_SEC", _POSITIVE, 86400.0)
     yaml_allowed_callables: tuple[str, ...] = _setting(
         "PYOCO_YAML_ALLOWED_CALLABLES", _list_parser, ()
     )

@@ -22,6 +22,10 @@ ERROR_MESSAGES: dict[int, str] = {
     16: "workflow YAML too large",
     17: "plugin could not be loaded",
     18: "API key not found",
+    19: "request body too large",
+    20: "no such endpoint or method",
+    21: "a request with this Idempotency-Key is still in progress",
+    22: "internal server error",
 }
 
 

@@ -36,6 +36,7 @@ def isolated_settings(url: str, **overrides: object) -> Settings:
         "runs_kv_bucket": f"runs_{suffix}",
         "workers_kv_bucket": f"workers_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
+        "idempotency_kv_bucket": f"idem_{suffix}",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
