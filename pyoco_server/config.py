@@ -17,6 +17,8 @@ SUBJECT_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTH_MODES = ("none", "api_key")
 LOG_FORMATS = ("json", "text")
+#: Shortest ``PYOCO_AUTH_PEPPER`` accepted when API keys are in use.
+MIN_PEPPER_CHARS = 16
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -131,6 +133,9 @@ class Settings:
     )
     workflow_yaml_max_bytes: int = _setting("PYOCO_WORKFLOW_YAML_MAX_BYTES", _POSITIVE_INT, 262144)
     http_max_body_bytes: int = _setting("PYOCO_HTTP_MAX_BODY_BYTES", _POSITIVE_INT, 1048576)
+    http_nats_timeout_sec: float = _setting("PYOCO_HTTP_NATS_TIMEOUT_SEC", _POSITIVE, 2.0)
+    idempotency_kv_bucket: str = _setting("PYOCO_IDEMPOTENCY_KV_BUCKET", _NAME, "pyoco_idempotency")
+    idempotency_ttl_sec: float = _setting("PYOCO_IDEMPOTENCY_TTL_SEC", _POSITIVE, 86400.0)
     yaml_allowed_callables: tuple[str, ...] = _setting(
         "PYOCO_YAML_ALLOWED_CALLABLES", _list_parser, ()
     )
@@ -143,6 +148,7 @@ class Settings:
     )
     auth_kv_bucket: str = _setting("PYOCO_AUTH_KV_BUCKET", _NAME, "pyoco_auth")
     auth_pepper: str = _setting("PYOCO_AUTH_PEPPER", _text_parser, "", secret=True)
+    auth_cache_ttl_sec: float = _setting("PYOCO_AUTH_CACHE_TTL_SEC", _number_parser(float, 0), 5.0)
     jetstream_replicas: int = _setting("PYOCO_JETSTREAM_REPLICAS", _number_parser(int, 1), 1)
     cancel_grace_period_sec: float = _setting("PYOCO_CANCEL_GRACE_PERIOD_SEC", _POSITIVE, 30.0)
     worker_concurrency: int = _setting("PYOCO_WORKER_CONCURRENCY", _POSITIVE_INT, 1)
@@ -205,6 +211,14 @@ class Settings:
                 "PYOCO_WORKER_HEARTBEAT_INTERVAL_SEC",
                 self.worker_heartbeat_interval_sec,
                 f"a number below PYOCO_WORKERS_KV_TTL_SEC ({self.workers_kv_ttl_sec})",
+            )
+        if self.http_auth_mode == "api_key" and len(self.auth_pepper) < MIN_PEPPER_CHARS:
+            raise ConfigError(
+                "PYOCO_AUTH_PEPPER",
+                f"<{len(self.auth_pepper)} characters, hidden>",
+                f"a secret of at least {MIN_PEPPER_CHARS} characters when "
+                "PYOCO_HTTP_AUTH_MODE=api_key (the same value on every gateway and for "
+                "pyoco-server-admin)",
             )
         if self.work_subject_prefix == self.dlq_subject_prefix:
             raise ConfigError(

@@ -21,7 +21,12 @@ ERROR_MESSAGES: dict[int, str] = {
     15: "API key invalid or revoked",
     16: "workflow YAML too large",
     17: "plugin could not be loaded",
-    18: "worker execution process could not start",
+    18: "API key not found",
+    19: "request body too large",
+    20: "no such endpoint or method",
+    21: "a request with this Idempotency-Key is still in progress",
+    22: "internal server error",
+    23: "worker execution process could not start",
 }
 
 

@@ -88,6 +88,12 @@ def kv_configs(settings: Settings) -> list[KeyValueConfig]:
             replicas=replicas,
         ),
         KeyValueConfig(bucket=settings.auth_kv_bucket, history=1, replicas=replicas),
+        KeyValueConfig(
+            bucket=settings.idempotency_kv_bucket,
+            history=1,
+            ttl=settings.idempotency_ttl_sec,
+            replicas=replicas,
+        ),
     ]
 
 
@@ -181,13 +187,21 @@ class NatsConnection:
 
     ``start()`` returns at once; the first connection and resource bootstrap are retried until
     they succeed or ``stop()`` is called. ``js`` and :meth:`kv` raise :class:`NatsUnavailable`
-    while not connected, so callers can answer 503 instead of hanging.
+    while not connected, so callers can answer 503 instead of hanging. ``request_timeout`` bounds
+    every JetStream API request made through :attr:`js` (and the KV handles it returns).
     """
 
-    def __init__(self, settings: Settings, name: str, retry_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        retry_interval: float = 0.5,
+        request_timeout: float = 5.0,
+    ) -> None:
         self.settings = settings
         self.name = name
         self.retry_interval = retry_interval
+        self.request_timeout = request_timeout
         self.nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, Any] = {}
@@ -217,7 +231,7 @@ class NatsConnection:
             try:
                 if self.nc is None:
                     self.nc = await connect(url, self.name)
-                self._js = self.nc.jetstream(timeout=5.0)
+                self._js = self.nc.jetstream(timeout=self.request_timeout)
                 await ensure_resources(self._js, self.settings)
                 self._ready.set()
                 log.info("nats_ready", server=self.nc.connected_url.netloc)

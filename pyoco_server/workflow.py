@@ -78,8 +78,8 @@ def _yaml_error_text(exc: yaml.YAMLError) -> str:
 
 def workflow_defaults(document: dict[str, Any]) -> dict[str, Any]:
     """The ``flow.defaults`` mapping of an accepted document (empty when absent)."""
-    flow = document.get("flow") or {}
-    defaults = flow.get("defaults") or {}
+    flow = document.get("flow")
+    defaults = flow.get("defaults") if isinstance(flow, dict) else None
     return dict(defaults) if isinstance(defaults, dict) else {}
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings
+from isolation import isolated_settings
 from worker_support import (
     REPO_ROOT,
     WorkerProcess,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import isolated_settings
+from isolation import isolated_settings
 from worker_support import (
     WorkerProcess,
     dead_letter,

@@ -1,56 +1,64 @@
-"""Build the gateway's Falcon ASGI application."""
+"""Build the gateway's Falcon ASGI application: middleware, error handling, routes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import falcon
 import falcon.asgi
 
 from ..config import Settings
-from ..log import get_logger
-from ..nats_client import NatsConnection
-
-log = get_logger(__name__)
+from .auth import install_auth
+from .errors import install_error_handling
+from .resources.runs import (
+    RunResource,
+    RunsResource,
+    RunTasksResource,
+    RunYamlResource,
+)
+from .resources.system import (
+    HealthResource,
+    MetricsResource,
+    OpenApiResource,
+    ReadyResource,
+    WorkersResource,
+)
+from .services import GatewayServices
 
 
 class Lifespan:
-    """Falcon middleware that connects to NATS at start-up and closes it at shutdown."""
+    """Falcon middleware: start the gateway's services at start-up, stop them at shutdown."""
 
-    def __init__(self, nats: NatsConnection) -> None:
-        self.nats = nats
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        await self.nats.start()
-        await self.nats.wait_ready(timeout=5.0)
+        await self.services.start()
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        await self.nats.stop()
+        await self.services.stop()
 
 
-class HealthResource:
-    """``GET /health``: the process is up (does not need NATS)."""
+def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None) -> falcon.asgi.App:
+    """The gateway application for ``settings`` with the plugin manager ``pm``.
 
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = {"status": "ok"}
+    The authentication middleware runs first (it sets ``req.context.tenant_id`` and
+    ``api_key_id`` for the resources); ``middleware`` runs after it, in order.
+    """
+    services = GatewayServices(settings, pm)
+    app = falcon.asgi.App(middleware=[Lifespan(services)])
+    install_auth(app, settings, services.nats)
+    for component in middleware or []:
+        app.add_middleware(component)
+    app.req_options.strip_url_path_trailing_slash = True
+    install_error_handling(app)
 
-
-class ReadyResource:
-    """``GET /ready``: the gateway can serve requests (NATS connected, resources present)."""
-
-    def __init__(self, nats: NatsConnection) -> None:
-        self.nats = nats
-
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ready = self.nats.connected
-        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
-        resp.media = {"status": "ready" if ready else "unavailable", "nats": ready}
-
-
-def create_app(settings: Settings, pm: Any) -> falcon.asgi.App:
-    """The gateway application for ``settings`` with the plugin manager ``pm``."""
-    nats = NatsConnection(settings, name="pyoco-server:http")
-    app = falcon.asgi.App(middleware=[Lifespan(nats)])
     app.add_route("/health", HealthResource())
-    app.add_route("/ready", ReadyResource(nats))
+    app.add_route("/ready", ReadyResource(services))
+    app.add_route("/runs", RunsResource(services))
+    app.add_route("/runs/yaml", RunYamlResource(services))
+    app.add_route("/runs/{run_id}", RunResource(services))
+    app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
+    app.add_route("/workers", WorkersResource(services))
+    app.add_route("/metrics", MetricsResource(services))
+    app.add_route("/openapi.json", OpenApiResource())
     return app

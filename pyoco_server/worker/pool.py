@@ -36,7 +36,7 @@ RESPAWN_DELAYS_SEC = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 class ExecutionProcessError(PyocoServerError):
     """An execution process could not start (for example a bad ``--flow-resolver``)."""
 
-    number = 18
+    number = 23
 
     def __init__(self, message: str, number: int | None = None) -> None:
         super().__init__(message)
@@ -275,8 +275,8 @@ class ExecutionPool:
                     "execution_process_start_failed",
                     error=str(exc),
                     retry_in_sec=delay,
-                    err_id="ERR-PYOCO-0018",
-                    msg_id="MSG-PYOCO-0018",
+                    err_id="ERR-PYOCO-0023",
+                    msg_id="MSG-PYOCO-0023",
                 )
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)

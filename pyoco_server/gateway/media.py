@@ -1,0 +1,117 @@
+"""Reading request bodies: a size cap first, then JSON or a multipart form.
+
+The body is read with a cap before anything parses it: a declared ``Content-Length`` over the
+cap is refused at once, a chunked body as soon as it grows past it (413 ERR-PYOCO-0019).
+Multipart forms are then parsed by Falcon's own multipart handler from the capped bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import falcon.asgi
+from falcon.media import MultipartFormHandler
+from falcon.util.mediatypes import parse_header
+
+from .errors import BODY_TOO_LARGE, ApiError, invalid
+
+
+@dataclass(frozen=True)
+class FormPart:
+    """One field of a multipart form."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+
+    def text(self) -> str:
+        """The field as text; a 422 when it is not UTF-8."""
+        try:
+            return self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid(
+                f"form field '{self.name}' is not UTF-8 text",
+                [{"field": self.name, "message": "not UTF-8 text"}],
+            ) from None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        BODY_TOO_LARGE,
+        f"request body is larger than {limit} bytes (PYOCO_HTTP_MAX_BODY_BYTES)",
+    )
+
+
+async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
+    """The whole request body, or 413 ERR-PYOCO-0019 as soon as it exceeds ``limit`` bytes."""
+    declared = req.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in req.stream:
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_type(req: falcon.asgi.Request) -> str | None:
+    if not req.content_type:
+        return None
+    media_type, _ = parse_header(req.content_type)
+    return media_type.lower()
+
+
+def parse_json(req: falcon.asgi.Request, raw: bytes) -> Any:
+    """Decode a JSON body (``application/json`` or ``*+json``; no Content-Type is tolerated)."""
+    media_type = _media_type(req)
+    if media_type not in (None, "application/json") and not media_type.endswith("+json"):
+        raise invalid(
+            f"Content-Type must be application/json, not {media_type!r}",
+            [{"field": "Content-Type", "message": "expected application/json"}],
+        )
+    if not raw.strip():
+        raise invalid("the request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise invalid("the request body is not UTF-8 encoded JSON") from None
+    except ValueError as exc:
+        raise invalid(f"the request body is not valid JSON: {exc}") from None
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def parse_multipart(req: falcon.asgi.Request, raw: bytes) -> dict[str, FormPart]:
+    """Parse a ``multipart/form-data`` body into its fields (a field given twice is a 422)."""
+    if _media_type(req) != "multipart/form-data":
+        raise invalid(
+            "Content-Type must be multipart/form-data",
+            [{"field": "Content-Type", "message": "expected multipart/form-data"}],
+        )
+    handler = MultipartFormHandler()
+    parts: dict[str, FormPart] = {}
+    try:
+        form = await handler.deserialize_async(_once(raw), req.content_type, len(raw))
+        async for part in form:
+            name = part.name or ""
+            if name in parts:
+                raise invalid(
+                    f"form field '{name}' is given more than once",
+                    [{"field": name, "message": "given more than once"}],
+                )
+            parts[name] = FormPart(name, await part.stream.read(), part.filename)
+    except falcon.HTTPError as exc:
+        if isinstance(exc, ApiError):
+            raise
+        raise invalid(f"malformed multipart form: {exc.description or exc.title}") from None
+    return parts

@@ -1,0 +1,111 @@
+"""``GET /metrics``: Prometheus text from a private registry, without scanning runs.
+
+Every scrape reads: run counts by status from the run index (kept current by counters, see
+:mod:`.run_index`), the worker liveness bucket (one short stream read, O(workers)), the work
+stream's per-subject message counts and its consumers, and the DLQ stream's size. The values
+are gathered first and then written into the gauges and rendered without an ``await`` in
+between, so concurrent scrapes never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .services import GatewayServices
+from .workers import WORKER_STATES, list_workers
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+
+
+class GatewayMetrics:
+    """The gauges of the gateway, refreshed on every scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.runs = Gauge(
+            "pyoco_runs_total",
+            "Runs stored in KV, by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.workers_alive = Gauge(
+            "pyoco_workers_alive_total",
+            "Workers whose heartbeat is within PYOCO_WORKERS_KV_TTL_SEC and not stopped.",
+            registry=self.registry,
+        )
+        self.workers = Gauge(
+            "pyoco_workers",
+            "Workers in the liveness bucket, by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.dlq_messages = Gauge(
+            "pyoco_dlq_messages_total",
+            "Dead-letter messages stored in the DLQ stream.",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "pyoco_queue_depth",
+            "Jobs stored on pyoco.work.<tag> and not yet acknowledged (waiting or running).",
+            ["tag"],
+            registry=self.registry,
+        )
+        self.queue_pending = Gauge(
+            "pyoco_queue_pending",
+            "Jobs not yet delivered to any worker, from the tag's consumer.",
+            ["tag"],
+            registry=self.registry,
+        )
+        self.queue_in_flight = Gauge(
+            "pyoco_queue_in_flight",
+            "Jobs delivered to a worker and not yet acknowledged, from the tag's consumer.",
+            ["tag"],
+            registry=self.registry,
+        )
+
+    async def render(self, services: GatewayServices) -> bytes:
+        """Gather the figures from NATS and return the exposition text."""
+        settings = services.settings
+        js = services.nats.js
+        prefix = settings.work_subject_prefix + "."
+        index = await services.fresh_index()
+        workers, work, consumers, dlq = await asyncio.gather(
+            list_workers(js, settings),
+            js.stream_info(settings.work_stream, subjects_filter=prefix + ">"),
+            js.consumers_info(settings.work_stream),
+            js.stream_info(settings.dlq_stream),
+        )
+        depth = {
+            subject[len(prefix) :]: count
+            for subject, count in (work.state.subjects or {}).items()
+            if subject.startswith(prefix)
+        }
+        per_consumer: dict[str, tuple[int, int]] = {}
+        for consumer in consumers:
+            subject = consumer.config.filter_subject or ""
+            if subject.startswith(prefix) and consumer.config.durable_name:
+                tag = subject[len(prefix) :]
+                per_consumer[tag] = (consumer.num_pending or 0, consumer.num_ack_pending or 0)
+                depth.setdefault(tag, 0)
+
+        self.runs.clear()
+        for status, count in index.status_counts().items():
+            self.runs.labels(status=status).set(count)
+        self.workers_alive.set(sum(1 for worker in workers if worker["alive"]))
+        self.workers.clear()
+        for state in WORKER_STATES:
+            self.workers.labels(state=state).set(
+                sum(1 for worker in workers if worker["state"] == state)
+            )
+        self.dlq_messages.set(dlq.state.messages)
+        for gauge in (self.queue_depth, self.queue_pending, self.queue_in_flight):
+            gauge.clear()
+        for tag, count in sorted(depth.items()):
+            self.queue_depth.labels(tag=tag).set(count)
+        for tag, (pending, in_flight) in sorted(per_consumer.items()):
+            self.queue_pending.labels(tag=tag).set(pending)
+            self.queue_in_flight.labels(tag=tag).set(in_flight)
+        return generate_latest(self.registry)

@@ -1,0 +1,481 @@
+"""The OpenAPI 3.1 document of the gateway, written by hand as data.
+
+Every route :func:`~pyoco_server.gateway.app.create_app` adds must appear here (a test checks
+both directions). Add an endpoint by adding its path item to :func:`openapi_document`; error
+responses reuse the shared ``components.responses``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..model import RUN_STATUSES
+from .validation import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    MAX_FLOW_NAME_CHARS,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+)
+from .workers import WORKER_STATES
+
+JSON = "application/json"
+TAG_REGEX = "^[A-Za-z0-9_-]+$"
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    names = {
+        404: "NotFound",
+        409: "Conflict",
+        413: "TooLarge",
+        422: "Invalid",
+        503: "Unavailable",
+    }
+    responses = {str(status): _ref("responses", names[status]) for status in statuses}
+    responses["default"] = _ref("responses", "Unexpected")
+    return responses
+
+
+def _schemas() -> dict[str, Any]:
+    tag = {"type": "string", "pattern": TAG_REGEX, "maxLength": MAX_TAG_CHARS}
+    nullable_number = {"type": ["number", "null"]}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["detail", "err_id", "msg_id"],
+            "properties": {
+                "detail": {"type": "string", "description": "short human text"},
+                "err_id": {"type": "string", "pattern": "^ERR-PYOCO-[0-9]{4}$"},
+                "msg_id": {"type": "string", "pattern": "^MSG-PYOCO-[0-9]{4}$"},
+                "errors": {
+                    "type": "array",
+                    "description": "the offending fields of a validation error",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "message"],
+                        "properties": {
+                            "field": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+                "reason": {
+                    "type": "string",
+                    "description": "policy reason code of a rejected workflow YAML "
+                    "(forbidden_key, unknown_key, callable_not_allowed, env_not_allowed, …)",
+                },
+                "key": {
+                    "type": ["string", "null"],
+                    "description": "the offending key, callable or environment variable",
+                },
+            },
+        },
+        "RunRequest": {
+            "type": "object",
+            "required": ["flow_name"],
+            "properties": {
+                "flow_name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_FLOW_NAME_CHARS,
+                },
+                "params": {"type": "object", "default": {}},
+                "tag": {
+                    **tag,
+                    "description": "routing tag (job subject pyoco.work.<tag>); default: the "
+                    "first of tags, else PYOCO_DEFAULT_TAG",
+                },
+                "tags": {"type": "array", "items": tag, "maxItems": MAX_TAGS},
+            },
+        },
+        "RunSubmitted": {
+            "type": "object",
+            "required": ["run_id", "status"],
+            "properties": {
+                "run_id": {"type": "string", "format": "uuid"},
+                "status": {
+                    "type": "string",
+                    "enum": list(RUN_STATUSES),
+                    "description": "PENDING for a new run; the run's current status when an "
+                    "Idempotency-Key replays an earlier submit",
+                },
+            },
+        },
+        "RunSummary": {
+            "type": "object",
+            "required": ["run_id", "flow_name", "status", "updated_at"],
+            "properties": {
+                "run_id": {"type": "string"},
+                "flow_name": {"type": "string"},
+                "tag": {"type": ["string", "null"]},
+                "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+                "status": {"type": "string", "enum": list(RUN_STATUSES)},
+                "updated_at": {"type": "number", "description": "epoch seconds"},
+                "heartbeat_at": nullable_number,
+                "worker_id": {"type": ["string", "null"]},
+                "error": {"description": "error of a failed run (trimmed to 1 KiB in lists)"},
+            },
+        },
+        "RunSnapshot": {
+            "type": "object",
+            "required": ["run_id", "flow_name", "status", "params", "tasks", "updated_at"],
+            "additionalProperties": True,
+            "description": "the run's snapshot as stored in KV, plus whatever "
+            "pyoco_enrich_snapshot plugins add (e.g. workflow_yaml_sha256)",
+            "properties": {
+                "run_id": {"type": "string"},
+                "flow_name": {"type": "string"},
+                "status": {"type": "string", "enum": list(RUN_STATUSES)},
+                "params": {"type": "object"},
+                "tag": {"type": ["string", "null"]},
+                "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+                "tasks": {"type": "object", "additionalProperties": {"type": "string"}},
+                "task_records": {
+                    "type": "object",
+                    "description": "only with include=records|full|all",
+                },
+                "task_records_truncated": {"type": "boolean"},
+                "worker_id": {"type": ["string", "null"]},
+                "heartbeat_at": nullable_number,
+                "updated_at": {"type": "number"},
+                "start_time": nullable_number,
+                "end_time": nullable_number,
+                "error": {},
+                "tenant_id": {"type": ["string", "null"]},
+                "api_key_id": {"type": ["string", "null"]},
+                "worker_alive": {
+                    "type": "boolean",
+                    "description": "present when the run has a worker",
+                },
+                "worker_heartbeat_at": {"description": "the worker's last heartbeat"},
+                "worker_tags": {"type": ["array", "null"], "items": {"type": "string"}},
+            },
+        },
+        "RunTasks": {
+            "type": "object",
+            "required": [
+                "run_id",
+                "flow_name",
+                "status",
+                "tasks",
+                "task_records",
+                "task_records_truncated",
+            ],
+            "properties": {
+                "run_id": {"type": "string"},
+                "flow_name": {"type": "string"},
+                "status": {"type": "string", "enum": list(RUN_STATUSES)},
+                "tasks": {"type": "object", "additionalProperties": {"type": "string"}},
+                "task_records": {"type": "object"},
+                "task_records_truncated": {"type": "boolean"},
+            },
+        },
+        "Worker": {
+            "type": "object",
+            "required": ["worker_id", "state", "tags", "heartbeat_at", "current_run_id", "alive"],
+            "additionalProperties": True,
+            "properties": {
+                "worker_id": {"type": "string"},
+                "state": {
+                    "type": "string",
+                    "enum": list(WORKER_STATES),
+                    "description": "DISCONNECTED: no heartbeat within PYOCO_WORKERS_KV_TTL_SEC",
+                },
+                "alive": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "heartbeat_at": {"description": "the worker's last heartbeat"},
+                "current_run_id": {"type": ["string", "null"]},
+                "instance_id": {"type": "string"},
+                "started_at": {},
+                "hostname": {"type": "string"},
+                "pid": {"type": "integer"},
+                "concurrency": {"type": "integer"},
+            },
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["status", "nats", "runs_index"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready"]},
+                "nats": {"type": "boolean"},
+                "runs_index": {"type": "boolean"},
+            },
+        },
+    }
+
+
+def _responses() -> dict[str, Any]:
+    error = _ref("schemas", "Error")
+    return {
+        "NotFound": _json(error, "no such run (or it belongs to another tenant): ERR-PYOCO-0005"),
+        "Conflict": _json(
+            error,
+            "a request with the same Idempotency-Key is still in progress: ERR-PYOCO-0021",
+        ),
+        "TooLarge": _json(
+            error,
+            "request body over PYOCO_HTTP_MAX_BODY_BYTES (ERR-PYOCO-0019) or workflow YAML over "
+            "PYOCO_WORKFLOW_YAML_MAX_BYTES (ERR-PYOCO-0016)",
+        ),
+        "Invalid": _json(
+            error,
+            "invalid request or workflow YAML: ERR-PYOCO-0002; 'errors' names the fields, "
+            "'reason' and 'key' explain a policy rejection",
+        ),
+        "Unavailable": _json(error, "NATS unavailable: ERR-PYOCO-0003 (retry later)"),
+        "Unexpected": _json(
+            error,
+            "unknown path or method (404/405, ERR-PYOCO-0020) or an internal error "
+            "(500, ERR-PYOCO-0022; details are only in the gateway's log)",
+        ),
+    }
+
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "RunId": {
+            "name": "run_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "IdempotencyKey": {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "a repeated request with the same key (per tenant, remembered for "
+            "PYOCO_IDEMPOTENCY_TTL_SEC) returns the first run instead of creating another; the "
+            "reply then has the header Idempotent-Replayed: true",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS},
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str, explode: bool = False):
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema}
+    parameter["description"] = description
+    if explode:
+        parameter.update(style="form", explode=True)
+    return parameter
+
+
+def _paths() -> dict[str, Any]:
+    run_id = _ref("parameters", "RunId")
+    idempotency = _ref("parameters", "IdempotencyKey")
+    submitted = _json(_ref("schemas", "RunSubmitted"), "the run was stored and queued")
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness: the process is up (does not need NATS)",
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"status": {"const": "ok"}}}, "alive"
+                    )
+                },
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness: NATS answers and the run index is loaded",
+                "responses": {
+                    "200": _json(_ref("schemas", "Ready"), "ready to serve"),
+                    **_errors(503),
+                },
+            }
+        },
+        "/runs": {
+            "post": {
+                "operationId": "submitRun",
+                "summary": "Submit a run of a named flow",
+                "parameters": [idempotency],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("schemas", "RunRequest")}},
+                },
+                "responses": {"200": submitted, **_errors(409, 413, 422, 503)},
+            },
+            "get": {
+                "operationId": "listRuns",
+                "summary": "List runs, most recently updated first",
+                "parameters": [
+                    _query(
+                        "status",
+                        {"type": "string", "enum": list(RUN_STATUSES)},
+                        "only runs in this status",
+                    ),
+                    _query("flow", {"type": "string"}, "only runs of this flow name"),
+                    _query(
+                        "tag",
+                        {"type": "string", "pattern": TAG_REGEX},
+                        "only runs with this tag (routing tag or one of tags)",
+                    ),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": LIST_LIMIT_MAX,
+                            "default": LIST_LIMIT_DEFAULT,
+                        },
+                        "how many runs at most",
+                    ),
+                    _query(
+                        "include",
+                        {"type": "string", "enum": ["full"]},
+                        "full: whole snapshots instead of summaries",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "array",
+                            "items": {
+                                "oneOf": [
+                                    _ref("schemas", "RunSummary"),
+                                    _ref("schemas", "RunSnapshot"),
+                                ]
+                            },
+                        },
+                        "summaries (snapshots with include=full); [] when there are none",
+                    ),
+                    **_errors(422, 503),
+                },
+            },
+        },
+        "/runs/yaml": {
+            "post": {
+                "operationId": "submitWorkflowYaml",
+                "summary": "Submit a run of an uploaded single-flow flow.yaml",
+                "description": "The YAML is parsed safely and checked by every "
+                "pyoco_check_workflow_yaml hook before anything is stored. Params come from "
+                "flow.defaults.",
+                "parameters": [idempotency],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["workflow", "flow_name"],
+                                "properties": {
+                                    "workflow": {
+                                        "type": "string",
+                                        "contentMediaType": "application/yaml",
+                                        "description": "the flow.yaml file",
+                                    },
+                                    "flow_name": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": MAX_FLOW_NAME_CHARS,
+                                    },
+                                    "tag": {"type": "string", "pattern": TAG_REGEX},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": submitted, **_errors(409, 413, 422, 503)},
+            }
+        },
+        "/runs/{run_id}": {
+            "get": {
+                "operationId": "getRun",
+                "summary": "One run's snapshot",
+                "parameters": [
+                    run_id,
+                    _query(
+                        "include",
+                        {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["records", "full", "all"]},
+                        },
+                        "records: add task_records; full/all: the snapshot as stored "
+                        "(repeatable or comma-separated)",
+                        explode=True,
+                    ),
+                ],
+                "responses": {
+                    "200": _json(_ref("schemas", "RunSnapshot"), "the run"),
+                    **_errors(404, 422, 503),
+                },
+            }
+        },
+        "/runs/{run_id}/tasks": {
+            "get": {
+                "operationId": "getRunTasks",
+                "summary": "One run's task states and records",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(_ref("schemas", "RunTasks"), "the run's tasks"),
+                    **_errors(404, 503),
+                },
+            }
+        },
+        "/workers": {
+            "get": {
+                "operationId": "listWorkers",
+                "summary": "Workers in the liveness bucket",
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": _ref("schemas", "Worker")},
+                        "workers by id; [] when there are none",
+                    ),
+                    **_errors(503),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "description": "pyoco_runs_total{status}, pyoco_workers_alive_total, "
+                "pyoco_workers{state}, pyoco_dlq_messages_total, pyoco_queue_depth{tag}, "
+                "pyoco_queue_pending{tag}, pyoco_queue_in_flight{tag}",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(503),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pyoco-server",
+            "version": __version__,
+            "description": "Submit pyoco flows over HTTP, run them on workers, follow them "
+            "to the end. Every error is JSON {detail, err_id, msg_id}.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": _responses(),
+            "parameters": _parameters(),
+        },
+    }

@@ -1,0 +1,1 @@
+"""Falcon resources of the gateway, one module per area of the API."""

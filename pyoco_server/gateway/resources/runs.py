@@ -1,0 +1,198 @@
+"""Run endpoints: submit (JSON and workflow YAML), read one run, its tasks, and list runs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import falcon
+import falcon.asgi
+from nats.js.errors import InvalidKeyError
+
+from ...model import WorkflowContext
+from ...runs import RunNotFound
+from ...workflow import parse_workflow_yaml, workflow_defaults
+from ..errors import invalid, run_not_found
+from ..media import parse_json, parse_multipart, read_body
+from ..services import GatewayServices
+from ..submit import Submitted, submit_run
+from ..tenancy import Caller, caller_of
+from ..validation import (
+    idempotency_key,
+    includes,
+    list_query,
+    run_request,
+    run_request_from_json,
+)
+from ..workers import get_worker, worker_view
+
+#: ``include`` values of ``GET /runs/{run_id}``: ``records`` adds ``task_records``;
+#: ``full`` and ``all`` return the snapshot exactly as stored.
+RUN_INCLUDES = ("records", "full", "all")
+#: Extra room for multipart framing and the small form fields around a workflow file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def _respond_submitted(resp: falcon.asgi.Response, submitted: Submitted) -> None:
+    resp.media = {"run_id": submitted.run_id, "status": submitted.status}
+    if submitted.replayed:
+        resp.set_header("Idempotent-Replayed", "true")
+
+
+async def _visible_snapshot(
+    services: GatewayServices, caller: Caller, run_id: str
+) -> dict[str, Any]:
+    """The run's snapshot, or 404 when it does not exist or belongs to another tenant."""
+    store = await services.run_store()
+    try:
+        snapshot, _ = await store.get(run_id)
+    except (RunNotFound, InvalidKeyError):
+        raise run_not_found(run_id) from None
+    if not caller.sees(snapshot):
+        raise run_not_found(run_id)
+    return snapshot
+
+
+class RunsResource:
+    """``POST /runs`` (submit a run by flow name) and ``GET /runs`` (list, newest first)."""
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        settings = self.services.settings
+        key = idempotency_key(req)
+        raw = await read_body(req, settings.http_max_body_bytes)
+        request = run_request_from_json(parse_json(req, raw), settings)
+        submitted = await submit_run(self.services, caller_of(req), request, idempotency_key=key)
+        _respond_submitted(resp, submitted)
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        query = list_query(req)
+        caller = caller_of(req)
+        index = await self.services.fresh_index()
+        summaries = index.select(
+            caller.tenant_id,
+            status=query.status,
+            flow=query.flow,
+            tag=query.tag,
+            limit=query.limit,
+        )
+        if query.full:
+            summaries = await self._full(caller, [s["run_id"] for s in summaries])
+        resp.media = summaries
+
+    async def _full(self, caller: Caller, run_ids: list[str]) -> list[dict[str, Any]]:
+        store = await self.services.run_store()
+
+        async def load(run_id: str) -> dict[str, Any] | None:
+            try:
+                snapshot, _ = await store.get(run_id)
+            except RunNotFound:
+                return None
+            return snapshot if caller.sees(snapshot) else None
+
+        snapshots = await asyncio.gather(*(load(run_id) for run_id in run_ids))
+        return [snapshot for snapshot in snapshots if snapshot is not None]
+
+
+class RunYamlResource:
+    """``POST /runs/yaml``: submit a single-flow ``flow.yaml`` (multipart form).
+
+    Fields: ``workflow`` (the file), ``flow_name``, ``tag`` (optional). The YAML is parsed
+    safely and every ``pyoco_check_workflow_yaml`` hook runs before anything is stored; the
+    run's params are the file's ``flow.defaults`` (values YAML reads as dates or other
+    non-JSON types are sent as their text). The YAML itself travels in the job, never in KV.
+    """
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        settings = self.services.settings
+        key = idempotency_key(req)
+        limit = max(
+            settings.http_max_body_bytes,
+            settings.workflow_yaml_max_bytes + MULTIPART_OVERHEAD_BYTES,
+        )
+        form = await parse_multipart(req, await read_body(req, limit))
+        workflow = form.get("workflow")
+        if workflow is None:
+            raise invalid(
+                "the form needs a 'workflow' file field with the flow.yaml",
+                [{"field": "workflow", "message": "required"}],
+            )
+        flow_name = form["flow_name"].text() if "flow_name" in form else None
+        tag = form["tag"].text().strip() if "tag" in form else ""
+        request = run_request(flow_name, {}, tag or None, None, settings)
+        caller = caller_of(req)
+        raw = workflow.data
+        document = parse_workflow_yaml(raw, settings.workflow_yaml_max_bytes)
+        self.services.pm.hook.pyoco_check_workflow_yaml(
+            document=document,
+            raw=raw,
+            context=WorkflowContext(
+                settings=settings,
+                flow_name=request.flow_name,
+                tag=request.tag,
+                tenant_id=caller.tenant_id,
+                where="gateway",
+            ),
+        )
+        params = json.loads(json.dumps(workflow_defaults(document), default=str))
+        request = dataclasses.replace(request, params=params)
+        submitted = await submit_run(
+            self.services,
+            caller,
+            request,
+            idempotency_key=key,
+            workflow_yaml=raw,
+            fingerprint=request.fingerprint(workflow_sha256=hashlib.sha256(raw).hexdigest()),
+        )
+        _respond_submitted(resp, submitted)
+
+
+class RunResource:
+    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness."""
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
+    ) -> None:
+        wanted = includes(req, RUN_INCLUDES)
+        snapshot = await _visible_snapshot(self.services, caller_of(req), run_id)
+        if not wanted:
+            snapshot.pop("task_records", None)
+        worker_id = snapshot.get("worker_id")
+        if worker_id:
+            record = await get_worker(await self.services.workers_kv(), worker_id)
+            view = worker_view(record, self.services.settings.workers_kv_ttl_sec) if record else {}
+            snapshot["worker_alive"] = bool(view.get("alive"))
+            snapshot["worker_heartbeat_at"] = view.get("heartbeat_at")
+            snapshot["worker_tags"] = view.get("tags")
+        resp.media = snapshot
+
+
+class RunTasksResource:
+    """``GET /runs/{run_id}/tasks``: task states and records of one run."""
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
+    ) -> None:
+        snapshot = await _visible_snapshot(self.services, caller_of(req), run_id)
+        resp.media = {
+            "run_id": snapshot.get("run_id", run_id),
+            "flow_name": snapshot.get("flow_name"),
+            "status": snapshot.get("status"),
+            "tasks": snapshot.get("tasks") or {},
+            "task_records": snapshot.get("task_records") or {},
+            "task_records_truncated": bool(snapshot.get("task_records_truncated")),
+        }

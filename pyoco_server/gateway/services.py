@@ -1,0 +1,75 @@
+"""What the gateway's resources share: settings, plugins, NATS and the stores built on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from ..config import Settings
+from ..nats_client import NatsConnection
+from ..runs import RunStore
+from .errors import nats_unavailable
+from .idempotency import IdempotencyStore
+from .run_index import RunIndex, RunIndexFeed
+
+#: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
+STARTUP_NATS_WAIT_SEC = 5.0
+
+
+class GatewayServices:
+    """One per application: the NATS connection, the run index and handles to the buckets."""
+
+    def __init__(self, settings: Settings, pm: Any) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.nats = NatsConnection(
+            settings,
+            name="pyoco-server:http",
+            request_timeout=settings.http_nats_timeout_sec,
+        )
+        self.index = RunIndex(settings.runs_kv_bucket)
+        self.index_feed = RunIndexFeed(self.nats, settings, self.index)
+        self._stop = asyncio.Event()
+        self._feed_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect to NATS (in the background) and start following the runs bucket."""
+        self._stop = asyncio.Event()
+        await self.nats.start()
+        await self.nats.wait_ready(timeout=STARTUP_NATS_WAIT_SEC)
+        self._feed_task = asyncio.get_running_loop().create_task(self.index_feed.run(self._stop))
+
+    async def stop(self) -> None:
+        """Stop the index feed and close the NATS connection (bounded)."""
+        self._stop.set()
+        if self._feed_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(self._feed_task, 5)
+        await self.nats.stop()
+
+    async def fresh_index(self) -> RunIndex:
+        """The run index, caught up with every write committed before this call.
+
+        Bounded: answers 503 when NATS is down or the index cannot catch up in time (for
+        example while a large bucket is still being replayed after start-up).
+        """
+        try:
+            await asyncio.wait_for(self.index_feed.sync(), self.settings.http_nats_timeout_sec * 2)
+        except asyncio.TimeoutError as exc:
+            raise nats_unavailable(
+                "the run index is still catching up with NATS; retry shortly"
+            ) from exc
+        return self.index
+
+    async def run_store(self) -> RunStore:
+        """The run store (raises ``NatsUnavailable`` while NATS is down)."""
+        return RunStore(await self.nats.kv(self.settings.runs_kv_bucket), self.pm, self.settings)
+
+    async def workers_kv(self) -> Any:
+        """The worker liveness bucket."""
+        return await self.nats.kv(self.settings.workers_kv_bucket)
+
+    async def idempotency(self) -> IdempotencyStore:
+        """The ``Idempotency-Key`` store."""
+        return IdempotencyStore(await self.nats.kv(self.settings.idempotency_kv_bucket))

@@ -1,0 +1,222 @@
+"""Validation of what clients send: run submissions, query parameters, headers.
+
+Each function either returns a clean value or raises a 422 (ERR-PYOCO-0002) whose ``errors``
+list names every offending field, so a bad request never reaches NATS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import falcon.asgi
+
+from ..config import TAG_PATTERN, Settings
+from ..model import RUN_STATUSES
+from .errors import invalid
+
+MAX_FLOW_NAME_CHARS = 256
+MAX_TAG_CHARS = 64
+MAX_TAGS = 32
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 200
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated run submission."""
+
+    flow_name: str
+    tag: str
+    tags: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self, **extra: Any) -> str:
+        """A digest of the request, to recognise an ``Idempotency-Key`` reused for another."""
+        document = {
+            "flow_name": self.flow_name,
+            "tag": self.tag,
+            "tags": self.tags,
+            "params": self.params,
+            **extra,
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Validated ``GET /runs`` parameters."""
+
+    status: str | None = None
+    flow: str | None = None
+    tag: str | None = None
+    limit: int = LIST_LIMIT_DEFAULT
+    full: bool = False
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+
+    def add(self, name: str, message: str) -> None:
+        self.items.append({"field": name, "message": message})
+
+    def raise_if_any(self, what: str) -> None:
+        if self.items:
+            summary = "; ".join(f"{e['field']}: {e['message']}" for e in self.items)
+            raise invalid(f"invalid {what}: {summary}", self.items)
+
+
+def _check_flow_name(value: Any, errors: _Errors) -> str:
+    if not isinstance(value, str) or not value.strip():
+        errors.add("flow_name", "must be a non-empty string")
+        return ""
+    if len(value) > MAX_FLOW_NAME_CHARS:
+        errors.add("flow_name", f"must be at most {MAX_FLOW_NAME_CHARS} characters")
+    elif _CONTROL.search(value):
+        errors.add("flow_name", "must not contain control characters")
+    return value
+
+
+def _check_tag(value: Any, name: str, errors: _Errors) -> str | None:
+    if not isinstance(value, str):
+        errors.add(name, "must be a string")
+        return None
+    if len(value) > MAX_TAG_CHARS:
+        errors.add(name, f"must be at most {MAX_TAG_CHARS} characters")
+        return None
+    if not TAG_PATTERN.match(value):
+        errors.add(name, "must match ^[A-Za-z0-9_-]+$ (letters, digits, '_' or '-'; no '.')")
+        return None
+    return value
+
+
+def run_request(
+    flow_name: Any,
+    params: Any,
+    tag: Any,
+    tags: Any,
+    settings: Settings,
+) -> RunRequest:
+    """Validate submission fields (``None`` means absent) and apply the contract's defaults.
+
+    ``tag`` (the routing tag) defaults to the first of ``tags``, else ``PYOCO_DEFAULT_TAG``;
+    ``tags`` defaults to ``[tag]`` and always contains ``tag``.
+    """
+    errors = _Errors()
+    flow_name = _check_flow_name(flow_name, errors)
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        errors.add("params", "must be a JSON object")
+    clean_tags: list[str] = []
+    if tags is not None:
+        if not isinstance(tags, list):
+            errors.add("tags", "must be a list of tags")
+        elif len(tags) > MAX_TAGS:
+            errors.add("tags", f"must have at most {MAX_TAGS} entries")
+        else:
+            for index, item in enumerate(tags):
+                checked = _check_tag(item, f"tags[{index}]", errors)
+                if checked is not None and checked not in clean_tags:
+                    clean_tags.append(checked)
+    if tag is not None:
+        tag = _check_tag(tag, "tag", errors)
+    errors.raise_if_any("run request")
+    routing_tag = tag or (clean_tags[0] if clean_tags else settings.default_tag)
+    if routing_tag not in clean_tags:
+        clean_tags.insert(0, routing_tag)
+    return RunRequest(flow_name=flow_name, tag=routing_tag, tags=clean_tags, params=params)
+
+
+def run_request_from_json(body: Any, settings: Settings) -> RunRequest:
+    """Validate a ``POST /runs`` body (unknown fields are ignored, as the original did)."""
+    if not isinstance(body, dict):
+        raise invalid(
+            "the request body must be a JSON object with 'flow_name'",
+            [{"field": "body", "message": "must be a JSON object"}],
+        )
+    return run_request(
+        body.get("flow_name"), body.get("params"), body.get("tag"), body.get("tags"), settings
+    )
+
+
+def _single(req: falcon.asgi.Request, name: str, errors: _Errors) -> str | None:
+    values = req.get_param_as_list(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        errors.add(name, "must be given at most once")
+    return values[0]
+
+
+def list_query(req: falcon.asgi.Request) -> ListQuery:
+    """Validate ``GET /runs`` query parameters."""
+    errors = _Errors()
+    status = _single(req, "status", errors)
+    if status is not None:
+        status = status.strip().upper()
+        if status not in RUN_STATUSES:
+            errors.add("status", "must be one of " + ", ".join(RUN_STATUSES))
+    flow = _single(req, "flow", errors)
+    if flow is not None and len(flow) > MAX_FLOW_NAME_CHARS:
+        errors.add("flow", f"must be at most {MAX_FLOW_NAME_CHARS} characters")
+    tag = _single(req, "tag", errors)
+    if tag is not None:
+        _check_tag(tag, "tag", errors)
+    limit = LIST_LIMIT_DEFAULT
+    raw_limit = _single(req, "limit", errors)
+    if raw_limit is not None:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            errors.add("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
+        else:
+            if not 1 <= limit <= LIST_LIMIT_MAX:
+                errors.add("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
+    full = "full" in includes(req, ("full",), errors)
+    errors.raise_if_any("query")
+    return ListQuery(status=status, flow=flow, tag=tag, limit=limit, full=full)
+
+
+def includes(
+    req: falcon.asgi.Request, allowed: tuple[str, ...], errors: _Errors | None = None
+) -> set[str]:
+    """The ``include`` values (repeatable and/or comma-separated); unknown ones are a 422."""
+    own = errors is None
+    errors = errors or _Errors()
+    found: set[str] = set()
+    for value in req.get_param_as_list("include") or []:
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if item not in allowed:
+                errors.add("include", f"unknown value {item!r}; accepted: {', '.join(allowed)}")
+            found.add(item)
+    if own:
+        errors.raise_if_any("query")
+    return found
+
+
+def idempotency_key(req: falcon.asgi.Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 printable ASCII characters, or absent."""
+    value = req.get_header(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY_CHARS or not _PRINTABLE_ASCII.match(value):
+        raise invalid(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
+            "characters",
+            [{"field": IDEMPOTENCY_HEADER, "message": "invalid header value"}],
+        )
+    return value
