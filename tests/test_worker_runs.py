@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from isolation import isolated_settings
 from worker_support import (
+    YAML_FLOW,
     WorkerProcess,
     dead_letter,
     for_run,
@@ -28,20 +29,6 @@ from worker_support import (
 
 from pyoco_server.config import Settings
 from pyoco_server.jobs import encode_job, pending_snapshot
-
-YAML_FLOW = b"""\
-version: 1
-flow:
-  graph: |
-    add_one >> to_text
-  defaults:
-    x: 1
-tasks:
-  add_one:
-    callable: tests.flows.sample_tasks:add_one
-  to_text:
-    callable: tests.flows.sample_tasks:to_text
-"""
 
 
 @pytest.fixture(scope="module")

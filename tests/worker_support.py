@@ -25,6 +25,21 @@ from pyoco_server.runs import RunNotFound, RunStore
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESOLVER = f"{REPO_ROOT}/tests/flows/resolver.py:resolve"
 
+#: A workflow YAML whose callables are allowed with PYOCO_YAML_ALLOWED_CALLABLES=tests.flows.
+YAML_FLOW = b"""\
+version: 1
+flow:
+  graph: |
+    add_one >> to_text
+  defaults:
+    x: 1
+tasks:
+  add_one:
+    callable: tests.flows.sample_tasks:add_one
+  to_text:
+    callable: tests.flows.sample_tasks:to_text
+"""
+
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """``settings`` as the PYOCO_* environment of a worker process."""
