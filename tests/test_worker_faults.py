@@ -311,6 +311,20 @@ async def test_snapshot_cap_drops_task_records(nc, nats_server, tmp_path):
         worker.stop()
 
 
+async def test_run_once_takes_one_job_and_exits(nc, nats_server, tmp_path):
+    settings = isolated_settings(nats_server.url)
+    js, store = await open_store(nc, settings)
+    ids = [await submit(js, store, settings, make_job("add", {"x": n})) for n in range(2)]
+    worker = WorkerProcess(settings, tmp_path, "--run-once")
+    try:
+        assert await asyncio.to_thread(worker.wait, 30) == 0, worker.log()[-3000:]
+        statuses = sorted([(await store.get(run_id))[0]["status"] for run_id in ids])
+        assert statuses == ["COMPLETED", "PENDING"]
+        assert (await worker_record(js, settings, worker.worker_id))["state"] == "STOPPED"
+    finally:
+        worker.stop()
+
+
 def test_bad_flow_resolver_stops_the_worker_with_its_error_id(nats_server, tmp_path):
     settings = isolated_settings(nats_server.url)
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PYOCO_")}

@@ -11,7 +11,7 @@ import structlog
 
 from .. import __version__
 from ..config import env_var, validate_tag
-from ..log import configure_logging
+from ..log import configure_logging, get_logger
 from ..plugins import enable_tracing
 from ..worker.host import (
     PluginSelection,
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     structlog.contextvars.bind_contextvars(worker_id=options.worker_id)
     pm = make_plugin_manager(args, settings)
     if settings.trace_plugins:
-        enable_tracing(pm, structlog.get_logger("pyoco_server.plugins"))
+        enable_tracing(pm, get_logger("pyoco_server.plugins"))
     return asyncio.run(WorkerHost(settings, options, pm).run())
 
 
