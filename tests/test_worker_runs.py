@@ -226,8 +226,12 @@ async def test_progress_is_visible_while_a_run_executes(system, shared_settings,
 
     first = await wait_until(midway, what="task progress in the snapshot")
     assert first["status"] == "RUNNING" and first["worker_id"] == worker.worker_id
-    record = await worker_record(js, shared_settings, worker.worker_id)
-    assert record["state"] == "RUNNING" and run_id in record["current_run_ids"]
+
+    async def listed():  # the worker record is rewritten at most every 0.25 s
+        record = await worker_record(js, shared_settings, worker.worker_id)
+        return record["state"] == "RUNNING" and run_id in record["current_run_ids"]
+
+    await wait_until(listed, what="the run in the worker record")
 
     async def heartbeat_moved():
         snapshot, _ = await store.get(run_id)
@@ -269,12 +273,12 @@ async def test_gateway_cancel_during_a_run_is_kept_and_honoured(system, shared_s
 
 async def test_concurrent_runs_overlap_and_leave_no_artifacts(system, shared_settings, worker):
     js, store = system
-    naps = [make_job("nap", {"seconds": 1.0}) for _ in range(2)]
+    naps = [make_job("nap", {"seconds": 1.5}) for _ in range(2)]
     ids = [await submit(js, store, shared_settings, job) for job in naps]
 
     async def both_running():
-        record = await worker_record(js, shared_settings, worker.worker_id)
-        return record and sorted(record["current_run_ids"]) == sorted(ids)
+        statuses = [(await store.get(run_id))[0]["status"] for run_id in ids]
+        return statuses == ["RUNNING", "RUNNING"]
 
     await wait_until(both_running, what="two runs at once")
     snapshots = [await wait_for_run(store, run_id) for run_id in ids]
