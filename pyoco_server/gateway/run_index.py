@@ -90,8 +90,9 @@ class RunIndex:
     """Run summaries in update order, per tenant, with counts by status (overall and per
     tenant).
 
-    Each ordering is a sorted dict from the stream sequence of a run's latest write to its run
-    id; a write removes the run's old key and adds the new one (O(log n)).
+    Each ordering (all runs, and each tenant's) is a sorted dict from the stream sequence of a
+    run's latest write to its run id; a write removes the run's old key and adds the new one
+    (O(log n)). Tenant-less runs (authentication off) live in the overall ordering only.
     """
 
     def __init__(self, bucket: str) -> None:
@@ -140,7 +141,8 @@ class RunIndex:
         self._seq_of[run_id] = seq
         self._tenant_of[run_id] = tenant
         self._order[seq] = run_id
-        self._by_tenant.setdefault(tenant, SortedDict())[seq] = run_id
+        if tenant is not None:  # tenant None lists everything, from ``_order``
+            self._by_tenant.setdefault(tenant, SortedDict())[seq] = run_id
         self._counts[summary["status"]] += 1
         self._tenant_counts.setdefault(tenant, Counter())[summary["status"]] += 1
 
@@ -151,10 +153,11 @@ class RunIndex:
         seq = self._seq_of.pop(run_id)
         tenant = self._tenant_of.pop(run_id)
         del self._order[seq]
-        runs = self._by_tenant[tenant]
-        del runs[seq]
-        if not runs:
-            del self._by_tenant[tenant]
+        if tenant is not None:
+            runs = self._by_tenant[tenant]
+            del runs[seq]
+            if not runs:
+                del self._by_tenant[tenant]
         self._counts[summary["status"]] -= 1
         counts = self._tenant_counts[tenant]
         counts[summary["status"]] -= 1

@@ -106,8 +106,3 @@ export function askForKey(status, detail) {
   input.focus();
   return pending;
 }
-
-/** True while the key prompt is open (pollers wait rather than pile up requests). */
-export function promptOpen() {
-  return pending !== null;
-}

@@ -11,11 +11,7 @@ export function h(tag, attributes, ...children) {
     if (value === undefined || value === null || value === false) {
       continue;
     }
-    if (name === "dataset") {
-      Object.assign(element.dataset, value);
-    } else {
-      element.setAttribute(name, value === true ? "" : String(value));
-    }
+    element.setAttribute(name, value === true ? "" : String(value));
   }
   append(element, children);
   return element;

@@ -9,7 +9,7 @@ const DLQ_FILTERS = ["tag", "reason", "run_id"];
 const ERROR_CHARS = 300;
 
 /** Per-tag queue figures from the metrics text. */
-export function queueTable(samples) {
+function queueTable(samples) {
   const byTag = new Map();
   const take = (name, field) => {
     for (const sample of samples) {

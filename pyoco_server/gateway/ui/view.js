@@ -3,7 +3,7 @@
 import { ApiError, EndpointMissing, SignInCancelled } from "./api.js";
 import { fill, fromTemplate, h, role } from "./dom.js";
 
-/** Seconds between refreshes of live views. */
+/** Milliseconds between refreshes of live views. */
 export const REFRESH_MS = 2000;
 
 /**
