@@ -24,6 +24,7 @@ from pyoco_server.gateway.auth import (
     ApiKeyAuthMiddleware,
     build_auth_middleware,
 )
+from pyoco_server.gateway.dashboard import PUBLIC_PATHS as DASHBOARD_PATHS
 from pyoco_server.log import configure_logging
 from pyoco_server.nats_client import NatsConnection
 from pyoco_server.plugins import build_plugin_manager
@@ -229,13 +230,41 @@ async def test_enumeration_catches_an_unprotected_route(middleware):
     assert await routes_answering_without_key(tiny_app(middleware)) == []
 
 
+#: What the gateway answers without a key. Besides the probes, the dashboard's page, its
+#: shipped static files and its config are open: they hold no data (the page asks for a key,
+#: and every API call it makes carries it), and a sign-in page that cannot load without a
+#: key would be useless. Every data endpoint stays closed (next test).
+EXPECTED_OPEN = frozenset({"/health", "/ready"}) | DASHBOARD_PATHS
+
+
 async def test_every_gateway_route_outside_the_open_set_needs_a_key(auth_settings):
+    assert OPEN_PATHS == EXPECTED_OPEN
     app = create_app(auth_settings, build_plugin_manager())
-    assert await routes_answering_without_key(app) == []
+    assert await routes_answering_without_key(app, EXPECTED_OPEN) == []
     async with ASGIConductor(app) as client:
-        for path in OPEN_PATHS:
+        for path in EXPECTED_OPEN:
             assert (await client.simulate_get(path)).status_code != 401, path
         assert_error(await client.simulate_post("/no/such/route"), 401, 14)
+        assert_error(await client.simulate_get("/ui/not-shipped.js"), 401, 14)
+
+
+async def test_open_dashboard_paths_serve_no_data(auth_settings):
+    """Without a key, the open dashboard paths answer only the shipped files and the config."""
+    from importlib import resources
+
+    ui = resources.files("pyoco_server.gateway").joinpath("ui")
+    app = create_app(auth_settings, build_plugin_manager())
+    async with ASGIConductor(app) as client:
+        for path in DASHBOARD_PATHS:
+            result = await client.simulate_get(path)
+            assert result.status_code == 200, path
+            if path == "/":
+                assert result.content == ui.joinpath("index.html").read_bytes()
+            elif path == "/ui/config.json":
+                assert set(result.json) == {"auth_mode", "api_key_header", "version"}
+                assert result.json["auth_mode"] == "api_key"
+            else:
+                assert result.content == ui.joinpath(path.removeprefix("/ui/")).read_bytes()
 
 
 async def test_gateway_accepts_keys_and_answers_503_while_nats_is_down(

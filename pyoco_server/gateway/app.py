@@ -8,8 +8,10 @@ import falcon.asgi
 
 from ..config import Settings
 from .auth import install_auth
+from .dashboard import install_dashboard
 from .errors import install_error_handling
 from .resources.runs import (
+    RunCountsResource,
     RunResource,
     RunsResource,
     RunTasksResource,
@@ -19,6 +21,7 @@ from .resources.system import (
     HealthResource,
     MetricsResource,
     OpenApiResource,
+    PluginsResource,
     ReadyResource,
     WorkersResource,
 )
@@ -56,9 +59,12 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/ready", ReadyResource(services))
     app.add_route("/runs", RunsResource(services))
     app.add_route("/runs/yaml", RunYamlResource(services))
+    app.add_route("/runs/counts", RunCountsResource(services))
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
     app.add_route("/workers", WorkersResource(services))
+    app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services))
     app.add_route("/openapi.json", OpenApiResource())
+    install_dashboard(app, settings)
     return app

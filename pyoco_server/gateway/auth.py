@@ -1,7 +1,8 @@
 """API key authentication for the gateway (contract §3 "Auth"), as Falcon ASGI middleware.
 
-Every path is protected except an explicit open set (``/health``, ``/ready``), so a route added
-later is protected without anyone remembering to. The key is checked in ``process_request``,
+Every path is protected except an explicit open set (``/health``, ``/ready`` and the
+dashboard's static page and files, which hold no data), so a route added later is protected
+without anyone remembering to. The key is checked in ``process_request``,
 before routing and before any responder reads or validates the body: an unauthenticated
 request never gets a 413 or 422 that would reveal how its body was judged.
 """
@@ -25,11 +26,16 @@ from ..config import Settings
 from ..errors import ERROR_MESSAGES, err_id, msg_id
 from ..log import get_logger
 from ..nats_client import NatsConnection
+from .dashboard import PUBLIC_PATHS as DASHBOARD_PATHS
 
 log = get_logger(__name__)
 
-#: Paths answered without a key: liveness and readiness probes only.
-OPEN_PATHS = frozenset({"/health", "/ready"})
+#: Liveness and readiness probes: answered without a key so orchestrators can probe.
+PROBE_PATHS = frozenset({"/health", "/ready"})
+#: Paths answered without a key: the probes, and the dashboard's page, static files and
+#: config (no data: the page asks the operator for a key and every API call carries it).
+#: Exact paths only — an unknown ``/ui/...`` path still needs a key.
+OPEN_PATHS = PROBE_PATHS | DASHBOARD_PATHS
 
 _STATUS = {3: falcon.HTTP_503, 14: falcon.HTTP_401, 15: falcon.HTTP_403}
 

@@ -11,11 +11,13 @@ from typing import Any
 
 from .. import __version__
 from ..model import RUN_STATUSES
+from .dashboard import CONTENT_SECURITY_POLICY
 from .validation import (
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     MAX_FLOW_NAME_CHARS,
     MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_RUN_ID_SEARCH_CHARS,
     MAX_TAG_CHARS,
     MAX_TAGS,
 )
@@ -124,6 +126,48 @@ def _schemas() -> dict[str, Any]:
                 "heartbeat_at": nullable_number,
                 "worker_id": {"type": ["string", "null"]},
                 "error": {"description": "error of a failed run (trimmed to 1 KiB in lists)"},
+                "submitted_at": nullable_number,
+                "start_time": nullable_number,
+                "end_time": nullable_number,
+            },
+        },
+        "RunCounts": {
+            "type": "object",
+            "required": ["total", "by_status"],
+            "properties": {
+                "total": {"type": "integer", "minimum": 0},
+                "by_status": {
+                    "type": "object",
+                    "description": "every run status, zeros included",
+                    "properties": {
+                        status: {"type": "integer", "minimum": 0} for status in RUN_STATUSES
+                    },
+                    "required": list(RUN_STATUSES),
+                },
+            },
+        },
+        "Plugin": {
+            "type": "object",
+            "required": ["name", "source", "module", "hooks"],
+            "properties": {
+                "name": {"type": "string"},
+                "source": {
+                    "type": "string",
+                    "enum": ["built-in", "entry point", "--plugins"],
+                },
+                "module": {"type": "string"},
+                "distribution": {"type": ["string", "null"]},
+                "version": {"type": ["string", "null"]},
+                "hooks": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "DashboardConfig": {
+            "type": "object",
+            "required": ["auth_mode", "api_key_header", "version"],
+            "properties": {
+                "auth_mode": {"type": "string", "enum": ["none", "api_key"]},
+                "api_key_header": {"type": "string"},
+                "version": {"type": "string"},
             },
         },
         "RunSnapshot": {
@@ -332,27 +376,60 @@ def _paths() -> dict[str, Any]:
                         "how many runs at most",
                     ),
                     _query(
+                        "q",
+                        {"type": "string", "maxLength": MAX_RUN_ID_SEARCH_CHARS},
+                        "only runs whose id contains this text (case-insensitive)",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[1-9][0-9]{0,19}$"},
+                        "continue after a previous page: the value of its Next-Cursor header "
+                        "(the same filters apply)",
+                    ),
+                    _query(
                         "include",
                         {"type": "string", "enum": ["full"]},
                         "full: whole snapshots instead of summaries",
                     ),
                 ],
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "array",
-                            "items": {
-                                "oneOf": [
-                                    _ref("schemas", "RunSummary"),
-                                    _ref("schemas", "RunSnapshot"),
-                                ]
+                    "200": {
+                        **_json(
+                            {
+                                "type": "array",
+                                "items": {
+                                    "oneOf": [
+                                        _ref("schemas", "RunSummary"),
+                                        _ref("schemas", "RunSnapshot"),
+                                    ]
+                                },
                             },
+                            "summaries (snapshots with include=full); [] when there are none",
+                        ),
+                        "headers": {
+                            "Next-Cursor": {
+                                "description": "present when the page is full: pass it as "
+                                "cursor to list the runs after this page (runs updated "
+                                "meanwhile move to the first page)",
+                                "schema": {"type": "string"},
+                            }
                         },
-                        "summaries (snapshots with include=full); [] when there are none",
-                    ),
+                    },
                     **_errors(422, 503),
                 },
             },
+        },
+        "/runs/counts": {
+            "get": {
+                "operationId": "countRuns",
+                "summary": "How many of the caller's runs are stored, in total and by status",
+                "description": "From counters kept on every write: constant cost, whatever the "
+                "number of runs. With authentication on, only the caller's tenant's runs.",
+                "responses": {
+                    "200": _json(_ref("schemas", "RunCounts"), "the counts"),
+                    **_errors(503),
+                },
+            }
         },
         "/runs/yaml": {
             "post": {
@@ -436,6 +513,21 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/plugins": {
+            "get": {
+                "operationId": "listPlugins",
+                "summary": "The plugins this gateway loaded",
+                "description": "As `pyoco-server plugins --json` prints them. The list "
+                "itself needs no NATS; with authentication on, checking the key does (503).",
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": _ref("schemas", "Plugin")},
+                        "the loaded plugins, in registration order",
+                    ),
+                    "503": _ref("responses", "Unavailable"),
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "operationId": "metrics",
@@ -457,6 +549,57 @@ def _paths() -> dict[str, Any]:
                 "operationId": "openapi",
                 "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "dashboard",
+                "summary": "The operators' dashboard (HTML)",
+                "description": "Served without an API key (it holds no data; the page asks "
+                "for a key when an API call needs one). Header Content-Security-Policy: "
+                + CONTENT_SECURITY_POLICY,
+                "responses": {
+                    "200": {
+                        "description": "the dashboard page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "not modified (If-None-Match)"},
+                },
+            }
+        },
+        "/ui/config.json": {
+            "get": {
+                "operationId": "dashboardConfig",
+                "summary": "What the dashboard needs before its first API call",
+                "description": "The auth mode and the API key header name "
+                "(PYOCO_HTTP_API_KEY_HEADER). Served without an API key.",
+                "responses": {
+                    "200": _json(_ref("schemas", "DashboardConfig"), "the configuration")
+                },
+            }
+        },
+        "/ui/{name}": {
+            "get": {
+                "operationId": "dashboardAsset",
+                "summary": "A static file of the dashboard (JavaScript module, CSS, icon)",
+                "description": "Only the files shipped with pyoco-server; those are served "
+                "without an API key, any other name needs one like every route.",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the file",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                            "image/svg+xml": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "304": {"description": "not modified (If-None-Match)"},
+                    "404": _ref("responses", "Unexpected"),
+                    "503": _ref("responses", "Unavailable"),
+                },
             }
         },
     }

@@ -24,6 +24,9 @@ MAX_TAGS = 32
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
+MAX_RUN_ID_SEARCH_CHARS = 64
+#: A page cursor is a stream sequence number (an unsigned 64-bit integer).
+_CURSOR = re.compile(r"^[1-9][0-9]{0,19}$")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -59,7 +62,9 @@ class ListQuery:
     status: str | None = None
     flow: str | None = None
     tag: str | None = None
+    q: str | None = None
     limit: int = LIST_LIMIT_DEFAULT
+    cursor: int | None = None
     full: bool = False
 
 
@@ -183,9 +188,21 @@ def list_query(req: falcon.asgi.Request) -> ListQuery:
         else:
             if not 1 <= limit <= LIST_LIMIT_MAX:
                 errors.add("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
+    q = _single(req, "q", errors)
+    if q is not None:
+        q = q.strip() or None
+        if q is not None and len(q) > MAX_RUN_ID_SEARCH_CHARS:
+            errors.add("q", f"must be at most {MAX_RUN_ID_SEARCH_CHARS} characters")
+    cursor = None
+    raw_cursor = _single(req, "cursor", errors)
+    if raw_cursor is not None:
+        if _CURSOR.match(raw_cursor) and int(raw_cursor) < 2**64:
+            cursor = int(raw_cursor)
+        else:
+            errors.add("cursor", "must be the Next-Cursor value of a previous page")
     full = "full" in includes(req, ("full",), errors)
     errors.raise_if_any("query")
-    return ListQuery(status=status, flow=flow, tag=tag, limit=limit, full=full)
+    return ListQuery(status=status, flow=flow, tag=tag, q=q, limit=limit, cursor=cursor, full=full)
 
 
 def includes(

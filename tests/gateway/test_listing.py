@@ -111,6 +111,11 @@ async def test_list_newest_first_with_filters_and_read_your_writes(gateway, nc, 
         "tag=a.b",
         "include=records",
         "limit=5&limit=6",
+        "cursor=0",
+        "cursor=abc",
+        "cursor=-3",
+        "cursor=99999999999999999999",
+        "q=" + "x" * 65,
     ],
 )
 async def test_bad_list_queries_are_422(gateway, query):
@@ -131,3 +136,84 @@ async def test_a_recreated_bucket_is_replayed_from_scratch(gateway, nc, gateway_
     assert old not in [r["run_id"] for r in listed]
     assert [r["flow_name"] for r in listed] == ["new"] * 3
     assert new == listed[0]["run_id"]
+
+
+def test_index_pages_continue_from_a_cursor_and_search_run_ids():
+    index = RunIndex(BUCKET)
+    index.apply([put(seq, f"run-{seq:02d}", tenant_id="acme") for seq in range(1, 8)])
+    index.apply([put(8, "run-03", tenant_id="acme", status="RUNNING")])  # moves to the front
+    first = index.select_page("acme", limit=3)
+    assert [s["run_id"] for s in first.runs] == ["run-03", "run-07", "run-06"]
+    second = index.select_page("acme", limit=3, cursor=first.next_cursor)
+    assert [s["run_id"] for s in second.runs] == ["run-05", "run-04", "run-02"]
+    last = index.select_page("acme", limit=3, cursor=second.next_cursor)
+    assert [s["run_id"] for s in last.runs] == ["run-01"] and last.next_cursor is None
+    assert index.select_page("acme", limit=1, cursor=1).runs == []
+    assert index.select_page("globex", limit=3, cursor=first.next_cursor).runs == []
+
+    assert [s["run_id"] for s in index.select(None, q="UN-0")][:2] == ["run-03", "run-07"]
+    assert [s["run_id"] for s in index.select(None, q="n-06")] == ["run-06"]
+    page = index.select_page(None, status="PENDING", limit=2, cursor=second.next_cursor)
+    assert [s["run_id"] for s in page.runs] == ["run-01"]
+
+
+def test_index_counts_runs_per_tenant():
+    index = RunIndex(BUCKET)
+    index.apply(
+        [
+            put(1, "a", tenant_id="acme"),
+            put(2, "b", tenant_id="acme", status="FAILED"),
+            put(3, "c", tenant_id="globex"),
+        ]
+    )
+    assert index.status_counts("acme")["PENDING"] == 1
+    assert index.status_counts("acme")["FAILED"] == 1
+    assert index.status_counts("globex")["PENDING"] == 1
+    assert index.status_counts(None)["PENDING"] == 2
+    assert sum(index.status_counts("nobody").values()) == 0
+    index.apply([put(4, "b", tenant_id="acme", status="COMPLETED")])
+    index.apply([StreamRecord(5, f"$KV.{BUCKET}.a", b"", "DEL")])
+    assert index.status_counts("acme") == {**index.status_counts("nobody"), "COMPLETED": 1}
+
+
+async def test_list_pages_through_next_cursor_and_searches_ids(gateway):
+    runs = [await submit(gateway, "paged") for _ in range(5)]
+    first = await gateway.simulate_get("/runs", params={"flow": "paged", "limit": "2"})
+    assert [r["run_id"] for r in first.json] == [runs[4], runs[3]]
+    cursor = first.headers["next-cursor"]
+    second = await gateway.simulate_get(
+        "/runs", params={"flow": "paged", "limit": "2", "cursor": cursor}
+    )
+    assert [r["run_id"] for r in second.json] == [runs[2], runs[1]]
+    third = await gateway.simulate_get(
+        "/runs", params={"flow": "paged", "limit": "2", "cursor": second.headers["next-cursor"]}
+    )
+    assert [r["run_id"] for r in third.json] == [runs[0]]
+    assert "next-cursor" not in third.headers
+    found = await gateway.simulate_get("/runs", params={"q": runs[2][9:18].upper()})
+    assert [r["run_id"] for r in found.json] == [runs[2]]
+    assert set(found.json[0]) == set(SUMMARY_FIELDS)
+    assert found.json[0]["submitted_at"] is not None and found.json[0]["start_time"] is None
+
+
+async def test_counts_are_per_tenant(gateway):
+    from gwtools import TENANT_HEADER
+
+    for tenant, flows in (("acme", ["a", "b"]), ("globex", ["c"])):
+        for flow in flows:
+            result = await gateway.simulate_post(
+                "/runs", json={"flow_name": flow}, headers={TENANT_HEADER: tenant}
+            )
+            assert result.status_code == 200
+    acme = await gateway.simulate_get("/runs/counts", headers={TENANT_HEADER: "acme"})
+    assert acme.json["total"] == 2 and acme.json["by_status"]["PENDING"] == 2
+    everyone = await gateway.simulate_get("/runs/counts")
+    assert everyone.json["total"] == 3
+    assert set(everyone.json["by_status"]) == {
+        "PENDING",
+        "RUNNING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLING",
+        "CANCELLED",
+    }

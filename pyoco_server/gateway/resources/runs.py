@@ -1,4 +1,5 @@
-"""Run endpoints: submit (JSON and workflow YAML), read one run, its tasks, and list runs."""
+"""Run endpoints: submit (JSON and workflow YAML), read one run, its tasks, list and count
+runs."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from ..workers import get_worker, worker_view
 RUN_INCLUDES = ("records", "full", "all")
 #: Extra room for multipart framing and the small form fields around a workflow file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+#: Response header of ``GET /runs`` naming the ``cursor`` of the next page (absent on the last).
+NEXT_CURSOR_HEADER = "Next-Cursor"
 
 
 def _respond_submitted(resp: falcon.asgi.Response, submitted: Submitted) -> None:
@@ -57,7 +60,11 @@ async def _visible_snapshot(
 
 
 class RunsResource:
-    """``POST /runs`` (submit a run by flow name) and ``GET /runs`` (list, newest first)."""
+    """``POST /runs`` (submit a run by flow name) and ``GET /runs`` (list, newest first).
+
+    A listing answers at most ``limit`` runs; when the page is full, the ``Next-Cursor``
+    header holds the ``cursor`` that continues after it.
+    """
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
@@ -74,13 +81,18 @@ class RunsResource:
         query = list_query(req)
         caller = caller_of(req)
         index = await self.services.fresh_index()
-        summaries = index.select(
+        page = index.select_page(
             caller.tenant_id,
             status=query.status,
             flow=query.flow,
             tag=query.tag,
+            q=query.q,
             limit=query.limit,
+            cursor=query.cursor,
         )
+        if page.next_cursor is not None:
+            resp.set_header(NEXT_CURSOR_HEADER, str(page.next_cursor))
+        summaries = page.runs
         if query.full:
             summaries = await self._full(caller, [s["run_id"] for s in summaries])
         resp.media = summaries
@@ -97,6 +109,22 @@ class RunsResource:
 
         snapshots = await asyncio.gather(*(load(run_id) for run_id in run_ids))
         return [snapshot for snapshot in snapshots if snapshot is not None]
+
+
+class RunCountsResource:
+    """``GET /runs/counts``: how many of the caller's runs are stored, in total and by status.
+
+    Answered from counters the run index keeps on every write: no scan, whatever the number of
+    runs.
+    """
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        index = await self.services.fresh_index()
+        counts = index.status_counts(caller_of(req).tenant_id)
+        resp.media = {"total": sum(counts.values()), "by_status": counts}
 
 
 class RunYamlResource:

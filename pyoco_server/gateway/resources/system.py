@@ -1,6 +1,9 @@
-"""Operational endpoints: health, readiness, workers, metrics and the OpenAPI document."""
+"""Operational endpoints: health, readiness, workers, plugins, metrics and the OpenAPI
+document."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -55,6 +58,17 @@ class WorkersResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = await list_workers(self.services.nats.js, self.services.settings)
+
+
+class PluginsResource:
+    """``GET /plugins``: the plugins this gateway loaded (name, source, module, distribution,
+    version, hooks), as ``pyoco-server plugins --json`` prints them."""
+
+    def __init__(self, pm: Any) -> None:
+        self.pm = pm
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = [info.as_dict() for info in self.pm.infos.values()]
 
 
 class MetricsResource:
