@@ -151,6 +151,10 @@ class Settings:
     auth_cache_ttl_sec: float = _setting("PYOCO_AUTH_CACHE_TTL_SEC", _number_parser(float, 0), 5.0)
     jetstream_replicas: int = _setting("PYOCO_JETSTREAM_REPLICAS", _number_parser(int, 1), 1)
     cancel_grace_period_sec: float = _setting("PYOCO_CANCEL_GRACE_PERIOD_SEC", _POSITIVE, 30.0)
+    worker_concurrency: int = _setting("PYOCO_WORKER_CONCURRENCY", _POSITIVE_INT, 1)
+    worker_grace_period_sec: float = _setting(
+        "PYOCO_WORKER_GRACE_PERIOD_SEC", _number_parser(float, 0), 30.0
+    )
     plugins: tuple[str, ...] | None = _setting("PYOCO_PLUGINS", _optional_list_parser, None)
     disable_plugins: tuple[str, ...] = _setting("PYOCO_DISABLE_PLUGINS", _list_parser, ())
     trace_plugins: bool = _setting("PYOCO_TRACE_PLUGINS", _parse_bool, False)

@@ -26,6 +26,7 @@ ERROR_MESSAGES: dict[int, str] = {
     20: "no such endpoint or method",
     21: "a request with this Idempotency-Key is still in progress",
     22: "internal server error",
+    23: "worker execution process could not start",
 }
 
 

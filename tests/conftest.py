@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from isolation import isolated_settings
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
@@ -22,24 +22,6 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
         yield server
     finally:
         server.stop()
-
-
-def isolated_settings(url: str, **overrides: object) -> Settings:
-    """Settings whose streams, subjects and buckets are unique to one test."""
-    suffix = uuid.uuid4().hex[:10]
-    values: dict[str, object] = {
-        "nats_url": url,
-        "work_stream": f"WORK_{suffix}",
-        "work_subject_prefix": f"t{suffix}.work",
-        "dlq_stream": f"DLQ_{suffix}",
-        "dlq_subject_prefix": f"t{suffix}.dlq",
-        "runs_kv_bucket": f"runs_{suffix}",
-        "workers_kv_bucket": f"workers_{suffix}",
-        "auth_kv_bucket": f"auth_{suffix}",
-        "idempotency_kv_bucket": f"idem_{suffix}",
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -51,10 +51,10 @@ def load_settings(
     return Settings.from_env(overrides=overrides, flag_names=flag_names)
 
 
-def make_plugin_manager(
-    args: argparse.Namespace, settings: Settings, flow_resolver: str | None = None
-) -> PyocoPluginManager:
-    """Build the plugin manager from ``--plugins`` / ``-p`` (which win) and the environment."""
+def plugin_selection(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[str] | None, list[str], list[str]]:
+    """``(allow, disable, also)`` from ``--plugins`` / ``-p`` (which win) and the environment."""
     if args.plugins is not None:
         allow = [name.strip() for name in args.plugins.split(",") if name.strip()]
     else:
@@ -66,6 +66,14 @@ def make_plugin_manager(
             disable.append(switch[3:])
         else:
             also.append(switch)
+    return allow, disable, also
+
+
+def make_plugin_manager(
+    args: argparse.Namespace, settings: Settings, flow_resolver: str | None = None
+) -> PyocoPluginManager:
+    """Build the plugin manager from ``--plugins`` / ``-p`` (which win) and the environment."""
+    allow, disable, also = plugin_selection(args, settings)
     return build_plugin_manager(
         plugins=allow,
         disable=disable,

@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"data directory of the embedded nats-server [./{DEFAULT_STORE_DIR}]",
     )
     add_plugin_arguments(up)
+    up.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run a worker (a child process, restarted if it dies, stopped on exit)",
+    )
+    up.add_argument("--worker-tags", metavar="TAG[,TAG...]", help="tags of that worker")
+    up.add_argument(
+        "--worker-flow-resolver",
+        metavar="SPEC",
+        help="--flow-resolver of that worker (module:func or path/file.py:func)",
+    )
 
     plugins = commands.add_parser(
         "plugins",
@@ -111,6 +122,7 @@ def _up(args: argparse.Namespace) -> int:
     log = get_logger("pyoco_server.cli.server")
     pm = make_plugin_manager(args, settings)
     embedded = None
+    worker = None
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if settings.nats_url is None:
@@ -118,6 +130,10 @@ def _up(args: argparse.Namespace) -> int:
             url = embedded.start()
             log.info("embedded_nats_started", url=url, pid=embedded.pid, store=args.store_dir)
             settings = settings.with_overrides(nats_url=url)
+        if args.with_worker:
+            from ..worker.supervisor import start_worker
+
+            worker = start_worker(args, settings.nats_url, settings.worker_grace_period_sec)
         app = create_app(settings, pm)
         config = uvicorn.Config(
             app,
@@ -136,6 +152,8 @@ def _up(args: argparse.Namespace) -> int:
     except _Terminated:
         return EXIT_OK
     finally:
+        if worker is not None:
+            worker.stop()
         if embedded is not None:
             embedded.stop()
             log.info("embedded_nats_stopped")

@@ -1,0 +1,151 @@
+"""Entry point of an execution process: ``python -m pyoco_server.worker.child FD``.
+
+The worker host starts ``--concurrency`` of these and keeps them for many runs. Each one
+receives its configuration over the socket ``FD``, builds its own plugin manager (flows hold
+functions, so they are resolved here, never pickled), then executes one job at a time and
+streams progress and the outcome back. It ignores SIGINT/SIGTERM (the host decides when runs
+stop) and exits when the host closes the socket or dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import queue
+import shutil
+import signal
+import socket
+import sys
+import threading
+import traceback
+from typing import Any
+
+from ..config import Settings
+from ..errors import PyocoServerError
+from ..log import configure_logging, get_logger
+from ..model import FAILED
+from .lifeline import die_with_parent
+from .protocol import BlockingChannel, Outcome
+
+log = get_logger(__name__)
+
+
+def settings_to_wire(settings: Settings) -> dict[str, Any]:
+    """Settings as JSON-safe data, without secrets an execution process does not need."""
+    data = dataclasses.asdict(settings)
+    data["nats_url"] = None
+    data["auth_pepper"] = ""
+    return data
+
+
+def settings_from_wire(data: dict[str, Any]) -> Settings:
+    names = {spec.name for spec in dataclasses.fields(Settings)}
+    values = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in data.items()
+        if key in names
+    }
+    return Settings(**values)
+
+
+def _exit_now(code: int = 0) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
+    from ..plugins import PluginOptions, build_plugin_manager, enable_tracing
+
+    settings = settings_from_wire(config["settings"])
+    configure_logging(settings, "pyoco-server:worker")
+    import structlog
+
+    structlog.contextvars.bind_contextvars(
+        worker_id=config.get("worker_id"), process=f"exec-{config.get('index')}"
+    )
+    selection = config.get("plugins") or {}
+    pm = build_plugin_manager(
+        plugins=selection.get("allow"),
+        disable=selection.get("disable") or (),
+        also=selection.get("also") or (),
+        options=PluginOptions(flow_resolver=config.get("flow_resolver")),
+    )
+    if settings.trace_plugins:
+        enable_tracing(pm, log)
+    return settings, pm
+
+
+def serve(channel: BlockingChannel) -> int:
+    config = channel.recv()
+    if config is None or config.get("type") != "config":
+        return 1
+    try:
+        settings, pm = _setup(config)
+        from .execution import JobExecutor
+        from .trace_bridge import ProgressReporter
+    except PyocoServerError as exc:
+        channel.send({"type": "fatal", "number": exc.number, "error": str(exc)})
+        return 1
+    except Exception as exc:
+        channel.send(
+            {
+                "type": "fatal",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        )
+        return 1
+
+    # A private directory per process; whatever a killed predecessor left behind goes.
+    work_dir = os.path.join(config["work_dir"], f"exec-{config.get('index', 0)}")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    os.makedirs(work_dir)
+    os.chdir(work_dir)
+    executor = JobExecutor(pm, settings, ProgressReporter(channel), work_dir)
+    jobs: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def read_commands() -> None:
+        while True:
+            try:
+                message = channel.recv()
+            except Exception:
+                message = None
+            if message is None:  # the host closed the socket or died: stop at once
+                _exit_now(0)
+                return
+            if message["type"] == "run":
+                jobs.put(message["job"])
+            elif message["type"] == "cancel":
+                executor.cancel(message["run_id"])
+
+    threading.Thread(target=read_commands, name="pyoco-commands", daemon=True).start()
+    channel.send({"type": "ready", "pid": os.getpid()})
+    while True:
+        job = jobs.get()
+        try:
+            outcome = executor.execute(job)
+        except Exception as exc:  # a plugin bug, not the flow's: still report an outcome
+            outcome = Outcome(FAILED, "execution_error", f"{type(exc).__name__}: {exc}")
+        channel.send(outcome.as_message(job["run_id"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m pyoco_server.worker.child FD PARENT_PID", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, expected_parent=int(argv[1]))
+    sock = socket.socket(fileno=int(argv[0]))
+    try:
+        return serve(BlockingChannel(sock))
+    except OSError:
+        return 1
+
+
+if __name__ == "__main__":
+    _exit_now(main())

@@ -1,0 +1,310 @@
+"""The host's execution processes: long-lived children that each run one flow at a time.
+
+Why processes: pyoco swaps the process-global ``sys.stdout`` during a run, writes
+``./artifacts`` in the working directory, keeps module-level task objects and cannot pre-empt a
+running task. A child per concurrent run contains all of that and can be killed (hard stop).
+Why long-lived: starting Python and importing pyoco costs ~100 ms, far more than a short run, so
+children are started once (fresh interpreters, like multiprocessing's ``spawn``; never
+``fork`` of a process with an event loop and threads) and replaced only when one dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import PyocoServerError
+from ..log import get_logger
+from ..model import FAILED
+from .protocol import Outcome, encode, read_message
+
+log = get_logger(__name__)
+
+#: How long a new execution process may take to import everything and report ready.
+STARTUP_TIMEOUT_SEC = 60.0
+#: Waits between attempts to replace an execution process that keeps failing to start.
+RESPAWN_DELAYS_SEC = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class ExecutionProcessError(PyocoServerError):
+    """An execution process could not start (for example a bad ``--flow-resolver``)."""
+
+    number = 23
+
+    def __init__(self, message: str, number: int | None = None) -> None:
+        super().__init__(message)
+        if number is not None:
+            self.number = number
+
+
+class RunExecution:
+    """One job running in an execution process: live task states, then the outcome."""
+
+    def __init__(self, run_id: str, process: ExecutionProcess) -> None:
+        self.run_id = run_id
+        self.process = process
+        self.tasks: dict[str, str] = {}
+        self.task_records: dict[str, Any] = {}
+        self.aborted = False
+        self._listeners: list[Callable[[], None]] = []
+        self._outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._cancel_sent = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def on_progress(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever new task states arrive."""
+        self._listeners.append(listener)
+
+    def request_cancel(self) -> None:
+        """Ask pyoco to cancel the run cooperatively (running tasks finish); sent once."""
+        if not self._cancel_sent and not self._outcome.done():
+            self._cancel_sent = True
+            self.process.send({"type": "cancel", "run_id": self.run_id})
+
+    def abort(self) -> None:
+        """Hard stop: kill the execution process; the outcome follows when it has exited."""
+        if not self._outcome.done():
+            self.aborted = True
+            self.process.kill()
+
+    async def outcome(self) -> Outcome:
+        return await self._outcome
+
+    def _progress(self, message: dict[str, Any]) -> None:
+        self.tasks = message.get("tasks") or {}
+        self.task_records = message.get("task_records") or {}
+        for listener in self._listeners:
+            listener()
+
+    def _finish(self, outcome: Outcome) -> None:
+        if not self._outcome.done():
+            self._outcome.set_result(outcome)
+
+
+class ExecutionProcess:
+    """One child process, its socket, and the run it is executing (if any)."""
+
+    def __init__(
+        self,
+        index: int,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.index = index
+        self.process = process
+        self.reader = reader
+        self.writer = writer
+        self.current: RunExecution | None = None
+        self.alive = True
+        #: Called with this process when it finished a run and can take another.
+        self.on_idle: Callable[[ExecutionProcess], None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    async def start(cls, index: int, config: dict[str, Any]) -> ExecutionProcess:
+        """Start a child, send its configuration and wait until it reports ready."""
+        ours, theirs = socket.socketpair()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "pyoco_server.worker.child",
+                str(theirs.fileno()),
+                str(os.getpid()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        child = cls(index, process, reader, writer)
+        child.send({"type": "config", **config, "index": index})
+        try:
+            first = await asyncio.wait_for(read_message(reader), STARTUP_TIMEOUT_SEC)
+        except asyncio.TimeoutError:
+            first = {"type": "fatal", "error": f"not ready after {STARTUP_TIMEOUT_SEC:.0f}s"}
+        if first is None or first.get("type") != "ready":
+            child.kill()
+            writer.close()
+            await process.wait()
+            if first is None:
+                first = {"type": "fatal", "error": f"exited with code {process.returncode}"}
+            detail = first.get("error") or f"unexpected message {first.get('type')!r}"
+            raise ExecutionProcessError(
+                f"execution process could not start: {detail}", first.get("number")
+            )
+        return child
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.alive and not self.writer.is_closing():
+            self.writer.write(encode(message))
+
+    def begin(self, job: dict[str, Any]) -> RunExecution:
+        execution = RunExecution(job["run_id"], self)
+        self.current = execution
+        self.send({"type": "run", "job": job})
+        return execution
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+
+    async def read_loop(self) -> None:
+        """Dispatch messages until the child closes its socket (exit, crash or kill)."""
+        while True:
+            try:
+                message = await read_message(self.reader)
+            except Exception as exc:
+                log.error("execution_process_protocol_error", pid=self.pid, error=str(exc))
+                self.kill()
+                message = None
+            if message is None:
+                break
+            current = self.current
+            if current is None or message.get("run_id") != current.run_id:
+                continue
+            if message["type"] == "progress":
+                current._progress(message)
+            elif message["type"] == "done":
+                self.current = None
+                current._finish(Outcome.from_message(message))
+                if self.on_idle is not None:
+                    self.on_idle(self)
+        self.alive = False
+        self.writer.close()
+        code = await self.process.wait()
+        current, self.current = self.current, None
+        if current is not None:
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            current._finish(
+                Outcome(
+                    FAILED,
+                    "execution_error",
+                    f"the execution process (pid {self.pid}) died ({how}) while running the flow",
+                    current.tasks,
+                    current.task_records,
+                    time.time(),
+                )
+            )
+
+    async def close(self, timeout: float) -> None:
+        """Ask the child to exit (close its socket); kill it if it has not after ``timeout``."""
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.process.wait(), 5)
+
+
+class ExecutionPool:
+    """``size`` execution processes; :meth:`run` hands a job to an idle one."""
+
+    def __init__(self, size: int, config: dict[str, Any]) -> None:
+        self.size = size
+        self.config = config
+        self.children: dict[int, ExecutionProcess] = {}
+        self._idle: asyncio.Queue[ExecutionProcess] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self.children.values() if child.alive]
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _adopt(self, child: ExecutionProcess) -> None:
+        self.children[child.index] = child
+        child.on_idle = self._idle.put_nowait
+        self._spawn_task(self._watch(child))
+        self._idle.put_nowait(child)
+
+    async def start(self) -> None:
+        """Start every process; raise :class:`ExecutionProcessError` if one cannot start."""
+        results = await asyncio.gather(
+            *(ExecutionProcess.start(index, self.config) for index in range(self.size)),
+            return_exceptions=True,
+        )
+        started = [child for child in results if isinstance(child, ExecutionProcess)]
+        errors = [error for error in results if isinstance(error, BaseException)]
+        if errors:
+            await asyncio.gather(*(child.close(5) for child in started))
+            raise errors[0]
+        for child in started:
+            self._adopt(child)
+        log.info("execution_processes_started", pids=self.pids)
+
+    async def _watch(self, child: ExecutionProcess) -> None:
+        await child.read_loop()
+        if self._stopping.is_set():
+            return
+        log.warning("execution_process_exited", pid=child.pid, code=child.process.returncode)
+        await self._respawn(child.index)
+
+    async def _respawn(self, index: int) -> None:
+        for attempt in range(1_000_000):
+            if self._stopping.is_set():
+                return
+            try:
+                child = await ExecutionProcess.start(index, self.config)
+            except Exception as exc:
+                delay = RESPAWN_DELAYS_SEC[min(attempt, len(RESPAWN_DELAYS_SEC) - 1)]
+                log.error(
+                    "execution_process_start_failed",
+                    error=str(exc),
+                    retry_in_sec=delay,
+                    err_id="ERR-PYOCO-0023",
+                    msg_id="MSG-PYOCO-0023",
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            if self._stopping.is_set():
+                await child.close(5)
+                return
+            log.info("execution_process_replaced", pid=child.pid)
+            self._adopt(child)
+            return
+
+    async def run(self, job: dict[str, Any]) -> RunExecution:
+        """Start ``job`` on an idle process (waits for one if all are busy or restarting)."""
+        while True:
+            child = await self._idle.get()
+            if child.alive and child.current is None:
+                return child.begin(job)
+
+    def stop_replacing(self) -> None:
+        """Do not replace processes that exit from now on (the host is shutting down)."""
+        self._stopping.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop every process (they are idle by now, or get killed after ``timeout``)."""
+        self._stopping.set()
+        await asyncio.gather(
+            *(child.close(timeout) for child in self.children.values() if child.alive),
+            return_exceptions=True,
+        )
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

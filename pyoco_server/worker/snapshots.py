@@ -1,0 +1,140 @@
+"""How a worker changes run snapshots: change functions for :meth:`RunStore.update`.
+
+``RunStore.update`` calls a change function with the latest snapshot (again after a concurrent
+write) and writes what it returns with compare-and-set. The functions here only touch the
+fields the worker owns, so everything else survives: ``tenant_id``/``api_key_id``, the cancel
+request fields the gateway writes, plugin fields. None of them ever replaces a CANCELLING
+status with RUNNING, and none overwrites a terminal snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..model import CANCELLED, CANCELLING, RUNNING, is_terminal
+
+Snapshot = dict[str, Any]
+
+
+def _cancel_pending_tasks(tasks: dict[str, str]) -> dict[str, str]:
+    return {name: "CANCELLED" if state == "PENDING" else state for name, state in tasks.items()}
+
+
+class Claim:
+    """Mark a run RUNNING on this worker, unless it must not run.
+
+    After the update, :attr:`decision` tells what happened: ``run`` (claimed, execute it),
+    ``finished`` (already terminal: redelivered job, or a PENDING run the gateway cancelled)
+    or ``cancelled`` (a cancel was pending: written CANCELLED without executing).
+    """
+
+    RUN = "run"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.decision: str | None = None
+        self.found_status: str | None = None
+
+    def __call__(self, snapshot: Snapshot) -> Snapshot | None:
+        now = time.time()
+        self.found_status = snapshot.get("status")
+        if is_terminal(self.found_status):
+            self.decision = self.FINISHED
+            return None
+        if self.found_status == CANCELLING:
+            self.decision = self.CANCELLED
+            snapshot.update(
+                status=CANCELLED,
+                end_time=now,
+                heartbeat_at=now,
+                tasks=_cancel_pending_tasks(snapshot.get("tasks") or {}),
+            )
+            return snapshot
+        self.decision = self.RUN
+        snapshot.update(
+            status=RUNNING,
+            worker_id=self.worker_id,
+            start_time=now,
+            end_time=None,
+            error=None,
+            heartbeat_at=now,
+            tasks={},
+            task_records={},
+            task_records_truncated=False,
+        )
+        return snapshot
+
+
+class Progress:
+    """Refresh ``heartbeat_at`` (and task states, when given) of a run this worker executes.
+
+    Leaves the status alone, so a CANCELLING written by the gateway stays; afterwards
+    :attr:`cancel_requested` says whether the run was CANCELLING. Writes nothing once the run
+    is terminal or another worker has claimed it (a redelivery this worker lost).
+    """
+
+    def __init__(
+        self,
+        worker_id: str,
+        tasks: dict[str, str] | None = None,
+        task_records: dict[str, Any] | None = None,
+    ) -> None:
+        self.worker_id = worker_id
+        self.tasks = tasks
+        self.task_records = task_records
+        self.cancel_requested = False
+
+    def __call__(self, snapshot: Snapshot) -> Snapshot | None:
+        status = snapshot.get("status")
+        if is_terminal(status) or snapshot.get("worker_id") != self.worker_id:
+            return None
+        self.cancel_requested = status == CANCELLING
+        snapshot["heartbeat_at"] = time.time()
+        if self.tasks is not None:
+            snapshot["tasks"] = self.tasks
+            snapshot["task_records"] = self.task_records or {}
+            snapshot["task_records_truncated"] = False
+        return snapshot
+
+
+class Finish:
+    """Write a terminal snapshot (COMPLETED, FAILED or CANCELLED), unless one exists already.
+
+    ``tasks``/``task_records`` of ``None`` keep what the snapshot has; ``worker_id`` of
+    ``None`` keeps the recorded worker (for jobs this worker never ran, e.g. invalid ones).
+    """
+
+    def __init__(
+        self,
+        status: str,
+        *,
+        worker_id: str | None = None,
+        error: str | None = None,
+        tasks: dict[str, str] | None = None,
+        task_records: dict[str, Any] | None = None,
+        ended_at: float | None = None,
+    ) -> None:
+        self.status = status
+        self.worker_id = worker_id
+        self.error = error
+        self.tasks = tasks
+        self.task_records = task_records
+        self.ended_at = ended_at
+
+    def __call__(self, snapshot: Snapshot) -> Snapshot | None:
+        if is_terminal(snapshot.get("status")):
+            return None
+        now = time.time()
+        snapshot.update(
+            status=self.status, end_time=self.ended_at or now, heartbeat_at=now, error=self.error
+        )
+        if self.worker_id is not None:
+            snapshot["worker_id"] = self.worker_id
+        if self.tasks is not None:
+            snapshot["tasks"] = self.tasks
+            snapshot["task_records"] = self.task_records or {}
+            snapshot["task_records_truncated"] = False
+        return snapshot

@@ -1,0 +1,37 @@
+"""Task functions for the worker tests: side effects the tests can count."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def append_marker(marker: str) -> int:
+    """Append one line per execution, so a test can count how often a flow really ran."""
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    return os.getpid()
+
+
+def wait_for_file(release: str, timeout: float = 60.0) -> str:
+    """Block until the test creates ``release``."""
+    deadline = time.monotonic() + timeout
+    while not Path(release).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} never appeared")
+        time.sleep(0.02)
+    return release
+
+
+def big_output(size: int = 4096) -> str:
+    return "x" * size
+
+
+def noop() -> None:
+    return None
+
+
+def chatty() -> str:
+    print("hello from a task")
+    return os.getcwd()

@@ -1,0 +1,28 @@
+"""Per-test NATS resource names, so tests share one nats-server without interfering.
+
+A plain module (not ``conftest``) so that test modules in any directory can import it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pyoco_server.config import Settings
+
+
+def isolated_settings(url: str, **overrides: object) -> Settings:
+    """Settings whose streams, subjects and buckets are unique to one test."""
+    suffix = uuid.uuid4().hex[:10]
+    values: dict[str, object] = {
+        "nats_url": url,
+        "work_stream": f"WORK_{suffix}",
+        "work_subject_prefix": f"t{suffix}.work",
+        "dlq_stream": f"DLQ_{suffix}",
+        "dlq_subject_prefix": f"t{suffix}.dlq",
+        "runs_kv_bucket": f"runs_{suffix}",
+        "workers_kv_bucket": f"workers_{suffix}",
+        "auth_kv_bucket": f"auth_{suffix}",
+        "idempotency_kv_bucket": f"idem_{suffix}",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
