@@ -1,18 +1,392 @@
-"""``pyoco-client``: the command-line client."""
+"""``pyoco-client``: submit, inspect, follow and cancel runs from scripts and terminals.
+
+Prints JSON on stdout (one document per result, JSON lines for ``watch``) so scripts keep
+working; ``--output table`` / ``--output status`` are for people; live progress goes to stderr,
+drawn only when stderr is a terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from ..client import (
+    DEFAULT_SERVER,
+    PyocoClientError,
+    PyocoConnectionError,
+    PyocoHttpClient,
+    PyocoHttpError,
+    WaitTimeout,
+)
+from ..model import COMPLETED, is_terminal
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+EPILOG = """exit codes:
+  0    success (with --wait: the run COMPLETED)
+  1    the request was rejected, the server is unreachable, or the run FAILED/CANCELLED
+  2    usage error (bad arguments)
+  130  interrupted (Ctrl-C)
+
+environment: PYOCO_SERVER (default server URL), PYOCO_API_KEY (API key)"""
+
+
+class UsageError(Exception):
+    """Bad command-line input found after argparse (exit 2)."""
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``k=v`` → ``(k, v)`` with ``v`` JSON-decoded when it parses (``n=3`` gives 3)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--param {text!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def collect_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge ``--params-file``, ``--params`` and ``--param`` (later ones win)."""
+    params: dict[str, Any] = {}
+    if args.params_file:
+        path = Path(args.params_file)
+        try:
+            loaded = (
+                yaml.safe_load(path.read_text())
+                if path.suffix in (".yaml", ".yml")
+                else (json.loads(path.read_text()))
+            )
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise UsageError(f"--params-file {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--params-file {path}: must hold an object")
+        params.update(loaded)
+    if args.params:
+        try:
+            loaded = json.loads(args.params)
+        except ValueError as exc:
+            raise UsageError(f"--params: not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError("--params: must be a JSON object")
+        params.update(loaded)
+    for item in args.param:
+        key, value = parse_param(item)
+        params[key] = value
+    return params
+
+
+def print_json(document: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(document, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO = sys.stdout):
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    header = [column.upper() for column in columns]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
+    for line in [header, *cells]:
+        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value > 1e9:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+class Progress:
+    """Task-by-task progress of one run on stderr: a redrawn bar on a terminal, lines else."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.last_line = ""
+
+    def update(self, snapshot: dict[str, Any]) -> None:
+        tasks = snapshot.get("tasks") or {}
+        done = sum(1 for state in tasks.values() if state in ("SUCCEEDED", "FAILED", "CANCELLED"))
+        current = next((name for name, state in tasks.items() if state == "RUNNING"), "-")
+        elapsed = time.monotonic() - self.started
+        status = snapshot.get("status", "?")
+        if self.tty:
+            total = max(len(tasks), 1)
+            filled = int(20 * done / total)
+            bar = "#" * filled + "." * (20 - filled)
+            line = (
+                f"\r[{bar}] {done}/{len(tasks)} tasks  {status:<10} current: {current}  "
+                f"{elapsed:6.1f}s"
+            )
+            self.stream.write(line.ljust(len(self.last_line)))
+            self.last_line = line
+            if is_terminal(status):
+                self.stream.write("\n")
+        else:
+            line = f"{status} {done}/{len(tasks)} tasks current={current} elapsed={elapsed:.1f}s"
+            if line.split(" elapsed")[0] != self.last_line.split(" elapsed")[0]:
+                self.stream.write(line + "\n")
+            self.last_line = line
+        self.stream.flush()
+
+
+def follow(client: PyocoHttpClient, run_id: str, timeout: float | None) -> dict[str, Any]:
+    """Follow a run to its end, drawing progress; return the terminal snapshot."""
+    progress = Progress()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    final: dict[str, Any] | None = None
+    for event in client.watch_run(run_id, timeout_sec=timeout):
+        if event.event != "snapshot":
+            continue
+        progress.update(event.data)
+        if is_terminal(event.data.get("status")):
+            final = event.data
+            break
+    if final is None:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
+        final = client.wait(run_id, timeout=remaining)
+        progress.update(final)
+    return final
+
+
+def _exit_for(snapshot: dict[str, Any]) -> int:
+    return EXIT_OK if snapshot.get("status") == COMPLETED else EXIT_ERROR
+
+
+def cmd_submit(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
+    result = client.submit_run(args.flow_name, collect_params(args), tag=args.tag, tags=tags)
+    return _after_submit(client, args, result)
+
+
+def cmd_submit_yaml(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    path = Path(args.workflow_file)
+    if not path.is_file():
+        raise UsageError(f"--workflow-file {path}: no such file")
+    result = client.submit_run_yaml(path, args.flow_name, tag=args.tag)
+    return _after_submit(client, args, result)
+
+
+def _after_submit(client: PyocoHttpClient, args: argparse.Namespace, result: dict) -> int:
+    if not args.wait:
+        print_json(result)
+        return EXIT_OK
+    final = follow(client, result["run_id"], args.timeout)
+    print_json(final)
+    return _exit_for(final)
+
+
+def cmd_get(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    print_json(client.get_run(args.run_id, include=["records"] if args.records else None))
+    return EXIT_OK
+
+
+def cmd_tasks(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    print_json(client.get_tasks(args.run_id))
+    return EXIT_OK
+
+
+def cmd_list(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    runs = client.list_runs(
+        status=args.status, flow=args.flow, tag=args.tag, limit=args.limit, full=args.full
+    )
+    if args.output == "table":
+        print_table(runs, ["run_id", "status", "flow_name", "tag", "worker_id", "updated_at"])
+    else:
+        print_json(runs)
+    return EXIT_OK
+
+
+def cmd_watch(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    final: dict[str, Any] | None = None
+    for event in client.watch_run(args.run_id, timeout_sec=args.timeout):
+        if event.event != "snapshot":
+            continue
+        snapshot = event.data
+        if args.output == "status":
+            tasks = snapshot.get("tasks") or {}
+            states = " ".join(f"{name}={state}" for name, state in tasks.items())
+            print(f"{snapshot.get('status')} {states}".rstrip(), flush=True)
+        else:
+            print_json(snapshot)
+        if is_terminal(snapshot.get("status")):
+            final = snapshot
+            break
+    if final is None:
+        return EXIT_ERROR if args.until_terminal else EXIT_OK
+    return _exit_for(final) if args.until_terminal else EXIT_OK
+
+
+def cmd_cancel(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    snapshot = client.cancel_run(args.run_id)
+    if args.wait and not is_terminal(snapshot.get("status")):
+        snapshot = client.wait(args.run_id, timeout=args.timeout)
+    print_json(snapshot)
+    return EXIT_OK
+
+
+def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    workers = client.list_workers()
+    if args.output == "table":
+        print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
+    else:
+        print_json(workers)
+    return EXIT_OK
+
+
+def cmd_metrics(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    sys.stdout.write(client.metrics())
+    return EXIT_OK
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the run to its end (progress on stderr); exit 0 only if it COMPLETED",
+    )
+    parser.add_argument("--timeout", type=float, help="with --wait: give up after N seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyoco-client",
+        description="Command-line client of a pyoco-server gateway. Prints JSON on stdout.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("PYOCO_SERVER", DEFAULT_SERVER),
+        help=f"gateway URL [PYOCO_SERVER or {DEFAULT_SERVER}]",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("PYOCO_API_KEY"), help="API key [PYOCO_API_KEY]"
+    )
+    parser.add_argument("--request-timeout", type=float, default=10.0, help="seconds [10]")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    submit = commands.add_parser("submit", help="submit a run of a named flow")
+    submit.add_argument("--flow-name", required=True)
+    submit.add_argument("--params", help="params as a JSON object")
+    submit.add_argument("--params-file", help="params from a JSON or YAML file")
+    submit.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one param (repeatable); VALUE is JSON-decoded when it parses (n=3 is a number)",
+    )
+    submit.add_argument("--tag", help="queue tag (default: the server's PYOCO_DEFAULT_TAG)")
+    submit.add_argument("--tags", help="comma-separated tags recorded on the run")
+    _add_wait(submit)
+    submit.set_defaults(handler=cmd_submit)
+
+    submit_yaml = commands.add_parser("submit-yaml", help="submit a single-flow flow.yaml")
+    submit_yaml.add_argument("--workflow-file", required=True)
+    submit_yaml.add_argument("--flow-name", required=True)
+    submit_yaml.add_argument("--tag")
+    _add_wait(submit_yaml)
+    submit_yaml.set_defaults(handler=cmd_submit_yaml)
+
+    get = commands.add_parser("get", help="a run's snapshot")
+    get.add_argument("run_id")
+    get.add_argument("--records", action="store_true", help="include task records")
+    get.set_defaults(handler=cmd_get)
+
+    tasks = commands.add_parser("tasks", help="a run's tasks and task records")
+    tasks.add_argument("run_id")
+    tasks.set_defaults(handler=cmd_tasks)
+
+    listing = commands.add_parser("list", help="recent runs, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--flow")
+    listing.add_argument("--tag")
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--full", action="store_true", help="full snapshots")
+    listing.add_argument("--output", choices=("json", "table"), default="json")
+    listing.set_defaults(handler=cmd_list)
+
+    watch = commands.add_parser("watch", help="follow a run live (JSON lines)")
+    watch.add_argument("run_id")
+    watch.add_argument(
+        "--until-terminal",
+        action="store_true",
+        help="exit when the run ends: 0 if COMPLETED, 1 otherwise",
+    )
+    watch.add_argument("--output", choices=("json", "status"), default="json")
+    watch.add_argument("--timeout", type=float, help="stop following after N seconds")
+    watch.set_defaults(handler=cmd_watch)
+
+    cancel = commands.add_parser("cancel", help="cancel a run")
+    cancel.add_argument("--run-id", required=True)
+    cancel.add_argument("--wait", action="store_true", help="wait until the run is terminal")
+    cancel.add_argument("--timeout", type=float, help="with --wait: give up after N seconds")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    workers = commands.add_parser("workers", help="worker hosts and their states")
+    workers.add_argument("--output", choices=("json", "table"), default="json")
+    workers.set_defaults(handler=cmd_workers)
+
+    metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
+    metrics.set_defaults(handler=cmd_metrics)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pyoco-client", description="the command-line client (not implemented yet)."
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    client = PyocoHttpClient(args.server, api_key=args.api_key, timeout=args.request_timeout)
+    try:
+        return args.handler(client, args)
+    except UsageError as exc:
+        print(f"pyoco-client: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PyocoHttpError as exc:
+        print(f"error: {_http_error_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (PyocoConnectionError, WaitTimeout, PyocoClientError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        client.close()
+
+
+HINTS = {
+    401: "pass --api-key or set PYOCO_API_KEY",
+    403: "the API key is unknown or revoked; ask an operator for a new one",
+    404: "check the run id (runs of other tenants are not visible)",
+    413: "the request or workflow file is too large",
+    422: "fix the request as the detail says",
+    503: "the server cannot reach NATS right now; retry shortly",
+}
+
+
+def _http_error_line(exc: PyocoHttpError) -> str:
+    extra = ""
+    reason = exc.body.get("reason")
+    if reason:
+        extra = (
+            f" [reason: {reason}"
+            + (f", key: {exc.body.get('key')}" if exc.body.get("key") else "")
+            + "]"
+        )
+    hint = HINTS.get(exc.status)
+    return f"{exc.err_id or 'HTTP ' + str(exc.status)}: {exc.detail}{extra}" + (
+        f" — {hint}" if hint else ""
     )
-    parser.parse_args(argv)
-    print("pyoco-client: not implemented yet", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":

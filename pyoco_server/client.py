@@ -1,0 +1,322 @@
+"""Python client of the pyoco-server HTTP API (``PyocoHttpClient``).
+
+Reads are retried on connection errors and 503 with bounded exponential backoff. Submits carry
+an ``Idempotency-Key`` generated per call, so a retried submit can never create a second run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .model import is_terminal
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class PyocoClientError(Exception):
+    """Base class of the client's errors."""
+
+
+class PyocoConnectionError(PyocoClientError):
+    """The server could not be reached (after retries)."""
+
+    def __init__(self, base_url: str, cause: Exception) -> None:
+        self.base_url = base_url
+        self.cause = cause
+        super().__init__(
+            f"cannot reach {base_url} ({type(cause).__name__}: {cause}) "
+            "— is `pyoco-server up` running?"
+        )
+
+
+class PyocoHttpError(PyocoClientError):
+    """The server answered with an error status; carries its ``err_id`` and ``detail``."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body if isinstance(body, dict) else {"detail": str(body)}
+        self.err_id: str | None = self.body.get("err_id")
+        self.msg_id: str | None = self.body.get("msg_id")
+        self.detail: str = str(self.body.get("detail") or f"HTTP {status}")
+        super().__init__(f"HTTP {status} {self.err_id or ''}: {self.detail}".replace("  ", " "))
+
+
+class WaitTimeout(PyocoClientError):
+    """The run did not reach a terminal status in time."""
+
+
+@dataclass
+class SseEvent:
+    """One server-sent event: ``event`` name, ``id`` and decoded ``data``."""
+
+    event: str
+    data: Any
+    id: str | None = None
+    raw: str = field(default="", repr=False)
+
+
+class PyocoHttpClient:
+    """Synchronous client of one pyoco-server gateway.
+
+    :param base_url: e.g. ``http://127.0.0.1:8000``.
+    :param api_key: sent in ``api_key_header`` when set.
+    :param timeout: seconds per request.
+    :param retries: how many times a retryable request is tried again.
+    :param backoff: first retry delay in seconds; doubles each time (capped at 5 s).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_SERVER,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        *,
+        retries: int = 4,
+        backoff: float = 0.2,
+        api_key_header: str = "X-API-Key",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        headers = {"Accept": "application/json"}
+        if api_key:
+            headers[api_key_header] = api_key
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    def __enter__(self) -> PyocoHttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, retry: bool, **kwargs: Any) -> httpx.Response:
+        attempts = self.retries + 1 if retry else 1
+        delay = self.backoff
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise PyocoConnectionError(self.base_url, exc) from None
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE_STATUS or last:
+                    raise PyocoHttpError(response.status_code, _body(response))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def _json(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+        return self._request(method, path, retry=retry, **kwargs).json()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def submit_run(
+        self,
+        flow_name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        tag: str | None = None,
+        tags: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a run of ``flow_name``; returns ``{"run_id", "status"}``."""
+        body: dict[str, Any] = {"flow_name": flow_name, "params": params or {}}
+        if tag is not None:
+            body["tag"] = tag
+        if tags is not None:
+            body["tags"] = tags
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return self._json("POST", "/runs", json=body, headers=headers)
+
+    def submit_run_yaml(
+        self,
+        workflow: str | bytes | Path,
+        flow_name: str,
+        *,
+        tag: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a single-flow ``flow.yaml`` (a path, or the document's text/bytes)."""
+        if isinstance(workflow, Path):
+            content = workflow.read_bytes()
+        elif isinstance(workflow, str):
+            content = workflow.encode("utf-8")
+        else:
+            content = workflow
+        data = {"flow_name": flow_name}
+        if tag is not None:
+            data["tag"] = tag
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        files = {"workflow": ("flow.yaml", content, "application/x-yaml")}
+        return self._json("POST", "/runs/yaml", data=data, files=files, headers=headers)
+
+    def get_run(self, run_id: str, include: list[str] | None = None) -> dict[str, Any]:
+        """The run's snapshot; ``include=["records"]`` adds task records."""
+        params = [("include", value) for value in include or []]
+        return self._json("GET", f"/runs/{run_id}", params=params)
+
+    def get_tasks(self, run_id: str) -> dict[str, Any]:
+        """The run's tasks and task records."""
+        return self._json("GET", f"/runs/{run_id}/tasks")
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+        full: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Run summaries, newest first."""
+        params: dict[str, Any] = {
+            key: value
+            for key, value in (("status", status), ("flow", flow), ("tag", tag), ("limit", limit))
+            if value is not None
+        }
+        if full:
+            params["include"] = "full"
+        return self._json("GET", "/runs", params=params)
+
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Ask for the run to be cancelled (idempotent); returns the snapshot."""
+        return self._json("POST", f"/runs/{run_id}/cancel")
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/workers")
+
+    def metrics(self) -> str:
+        """The Prometheus text of ``/metrics``."""
+        return self._request("GET", "/metrics", retry=True).text
+
+    # -- following a run -------------------------------------------------------------------
+
+    def watch_run(
+        self,
+        run_id: str,
+        *,
+        include_records: bool = False,
+        timeout_sec: float | None = None,
+        reconnects: int = 5,
+    ) -> Iterator[SseEvent]:
+        """Server-sent events of the run until its terminal snapshot.
+
+        A dropped connection is resumed with ``Last-Event-ID`` (at most ``reconnects`` times
+        in a row), so no event is repeated or lost.
+        """
+        last_id: str | None = None
+        failures = 0
+        params: dict[str, Any] = {}
+        if include_records:
+            params["include"] = "records"
+        if timeout_sec is not None:
+            params["timeout_sec"] = timeout_sec
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = last_id
+            finished = False
+            try:
+                with self._http.stream(
+                    "GET",
+                    f"/runs/{run_id}/watch",
+                    params=params,
+                    headers=headers,
+                    timeout=httpx.Timeout(10.0, read=None),
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        if response.status_code in RETRYABLE_STATUS:
+                            raise httpx.RemoteProtocolError("server unavailable")
+                        raise PyocoHttpError(response.status_code, _body(response))
+                    for event in _parse_sse(response.iter_lines()):
+                        failures = 0
+                        if event.id is not None:
+                            last_id = event.id
+                        yield event
+                        if event.event == "snapshot" and is_terminal(
+                            (event.data or {}).get("status")
+                        ):
+                            finished = True
+                            return
+                    finished = True
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > reconnects:
+                    raise PyocoConnectionError(self.base_url, exc) from None
+                time.sleep(min(self.backoff * 2**failures, 5.0))
+            if finished:
+                return
+
+    def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the run is terminal and return its final snapshot.
+
+        Raises :class:`WaitTimeout` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
+            try:
+                for event in self.watch_run(run_id, timeout_sec=remaining):
+                    if event.event == "snapshot" and is_terminal(event.data.get("status")):
+                        return event.data
+            except PyocoConnectionError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            snapshot = self.get_run(run_id)
+            if is_terminal(snapshot.get("status")):
+                return snapshot
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"run {run_id} is still {snapshot.get('status')}")
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"detail": response.text[:500] or response.reason_phrase}
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
+    event_name, event_id, data_lines = "message", None, []
+    for line in lines:
+        if line == "":
+            if data_lines:
+                raw = "\n".join(data_lines)
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    data = raw
+                yield SseEvent(event=event_name, data=data, id=event_id, raw=raw)
+            event_name, event_id, data_lines = "message", None, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event_name = value
+        elif name == "data":
+            data_lines.append(value)
+        elif name == "id":
+            event_id = value
