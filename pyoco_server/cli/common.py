@@ -40,7 +40,8 @@ def add_nats_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nats-url",
         metavar="URL",
-        help="NATS server URL, e.g. nats://127.0.0.1:4222 [PYOCO_NATS_URL]",
+        help="NATS server URL, e.g. nats://127.0.0.1:4222; several separated by commas for a "
+        "cluster [PYOCO_NATS_URL]",
     )
 
 
