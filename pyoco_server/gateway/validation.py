@@ -26,11 +26,11 @@ LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
 MAX_RUN_ID_SEARCH_CHARS = 64
 #: A page cursor is a stream sequence number (an unsigned 64-bit integer).
-_CURSOR = re.compile(r"^[1-9][0-9]{0,19}$")
+_CURSOR = re.compile(r"^[1-9][0-9]{0,19}\Z")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+\Z")
 
 
 @dataclass(frozen=True)
