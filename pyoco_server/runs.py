@@ -47,6 +47,24 @@ CORE_FIELDS = frozenset(
     }
 )
 PREVIEW_CHARS = 1024
+#: What survives the last resort of :func:`encode_capped` (with ``tasks`` and ``params``
+#: emptied): enough to find, list and account for the run.
+MINIMAL_FIELDS = (
+    "run_id",
+    "flow_name",
+    "status",
+    "tag",
+    "worker_id",
+    "heartbeat_at",
+    "updated_at",
+    "start_time",
+    "end_time",
+    "tenant_id",
+    "api_key_id",
+    "attempt",
+)
+#: Room (JSON bytes) of each text field in that last resort, halved until the snapshot fits.
+LAST_RESORT_TEXT_BYTES = 200
 
 Change = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -55,7 +73,7 @@ class RunNotFound(LookupError):
     """No snapshot exists for the run id."""
 
 
-def _dumps(snapshot: dict[str, Any]) -> bytes:
+def _dumps(snapshot: Any) -> bytes:
     return json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
 
 
@@ -69,8 +87,10 @@ def encode_capped(snapshot: dict[str, Any], max_bytes: int) -> bytes:
 
     1. drop ``task_records`` (``task_records_truncated=true``, tasks kept);
     2. trim ``error`` and replace ``params`` by a preview (logged as ERR-PYOCO-0010);
-    3. keep only the core fields, with ``tasks`` dropped, as a last resort.
-    The input dict is updated to match what was encoded.
+    3. keep only the core fields, with ``tasks`` dropped and long texts cut (the run id too,
+       if it had to be: never for a uuid), as a last resort.
+    The input dict is updated to match what was encoded. Holds for any ``max_bytes`` of at
+    least 1 KiB (the smallest ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``).
     """
     data = _dumps(snapshot)
     if len(data) <= max_bytes:
@@ -98,38 +118,40 @@ def encode_capped(snapshot: dict[str, Any], max_bytes: int) -> bytes:
     data = _dumps(snapshot)
     if len(data) <= max_bytes:
         return data
-    minimal = {
-        key: snapshot.get(key)
-        for key in (
-            "run_id",
-            "flow_name",
-            "status",
-            "tag",
-            "worker_id",
-            "heartbeat_at",
-            "updated_at",
-            "start_time",
-            "end_time",
-            "tenant_id",
-            "api_key_id",
-            "attempt",
-        )
-        if key in snapshot
-    }
+    minimal: dict[str, Any] = {key: snapshot.get(key) for key in MINIMAL_FIELDS if key in snapshot}
     minimal.update(
         params={"_truncated": True},
         tasks={},
         task_records={},
         task_records_truncated=True,
         tasks_truncated=True,
-        error=(snapshot.get("error") or "")[:200] or None,
+        error=snapshot.get("error") or None,
     )
-    for key in ("run_id", "flow_name", "tag"):
-        if isinstance(minimal.get(key), str):
-            minimal[key] = minimal[key][:200]
+    # Halve the room of every text field (the status excepted) until the whole fits.
+    limit = LAST_RESORT_TEXT_BYTES
+    while True:
+        fitted = {
+            key: _fit(value, limit) if isinstance(value, str) and key != "status" else value
+            for key, value in minimal.items()
+        }
+        data = _dumps(fitted)
+        if len(data) <= max_bytes or limit <= 8:
+            break
+        limit //= 2
     snapshot.clear()
-    snapshot.update(minimal)
-    return _dumps(snapshot)
+    snapshot.update(fitted)
+    return data
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose JSON encoding takes at most ``max_bytes`` bytes."""
+    text = text[:max_bytes]  # every character takes at least one byte
+    used = 0
+    for index, char in enumerate(text):
+        used += len(_dumps(char)) - 2  # without the quotes
+        if used > max_bytes:
+            return text[:index]
+    return text
 
 
 class RunStore:
