@@ -91,13 +91,23 @@ def _schemas() -> dict[str, Any]:
                     "minLength": 1,
                     "maxLength": MAX_FLOW_NAME_CHARS,
                 },
-                "params": {"type": "object", "default": {}},
+                "params": {
+                    "type": ["object", "null"],
+                    "default": {},
+                    "description": "null or absent: {}",
+                },
                 "tag": {
                     **tag,
-                    "description": "routing tag (job subject pyoco.work.<tag>); default: the "
-                    "first of tags, else PYOCO_DEFAULT_TAG",
+                    "type": ["string", "null"],
+                    "description": "routing tag (job subject pyoco.work.<tag>); null or "
+                    "absent: the first of tags, else PYOCO_DEFAULT_TAG",
                 },
-                "tags": {"type": "array", "items": tag, "maxItems": MAX_TAGS},
+                "tags": {
+                    "type": ["array", "null"],
+                    "items": tag,
+                    "maxItems": MAX_TAGS,
+                    "description": "null or absent: [tag]",
+                },
             },
         },
         "RunSubmitted": {
@@ -388,8 +398,8 @@ def _paths() -> dict[str, Any]:
                     ),
                     _query(
                         "include",
-                        {"type": "string", "enum": ["full"]},
-                        "full: whole snapshots instead of summaries",
+                        {"type": "string", "enum": ["full", ""]},
+                        "full: whole snapshots instead of summaries (an empty value is ignored)",
                     ),
                 ],
                 "responses": {
@@ -398,7 +408,7 @@ def _paths() -> dict[str, Any]:
                             {
                                 "type": "array",
                                 "items": {
-                                    "oneOf": [
+                                    "anyOf": [
                                         _ref("schemas", "RunSummary"),
                                         _ref("schemas", "RunSnapshot"),
                                     ]
@@ -476,10 +486,10 @@ def _paths() -> dict[str, Any]:
                         "include",
                         {
                             "type": "array",
-                            "items": {"type": "string", "enum": ["records", "full", "all"]},
+                            "items": {"type": "string", "enum": ["records", "full", "all", ""]},
                         },
                         "records: add task_records; full/all: the snapshot as stored "
-                        "(repeatable or comma-separated)",
+                        "(repeatable or comma-separated; an empty value is ignored)",
                         explode=True,
                     ),
                 ],
