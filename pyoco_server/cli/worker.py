@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import textwrap
 
@@ -27,6 +26,7 @@ from .common import (
     load_settings,
     make_plugin_manager,
     plugin_selection,
+    run_async,
     run_command,
 )
 
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     pm = make_plugin_manager(args, settings)
     if settings.trace_plugins:
         enable_tracing(pm, get_logger("pyoco_server.plugins"))
-    return asyncio.run(WorkerHost(settings, options, pm).run())
+    return run_async(WorkerHost(settings, options, pm).run())
 
 
 def main(argv: list[str] | None = None) -> int:
