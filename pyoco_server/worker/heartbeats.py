@@ -40,6 +40,9 @@ class ActiveRun:
         self.started = loop.time()
         self.last_progress_ack = self.started
         self.cancel_requested = False
+        #: The snapshot and KV revision this host wrote or read last: the next write starts
+        #: from it instead of reading the run again (``RunStore.update(known=...)``).
+        self.latest: tuple[dict[str, Any], int] | None = None
         #: Set once the outcome is known: no more progress writes.
         self.closed = False
         self._writing = False
@@ -100,7 +103,9 @@ class Heartbeats:
                     execution.task_records if execution and execution.tasks else None,
                 )
                 try:
-                    await self.store.update(run.run_id, change, event, run.job)
+                    run.latest = await self.store.update(
+                        run.run_id, change, event, run.job, run.latest
+                    )
                 except Exception as exc:
                     log.warning(
                         "run_heartbeat_failed",
