@@ -593,7 +593,11 @@ def table(results: dict[str, Any]) -> str:
         f"({submit['gateway_cpu_us_per_run']} us per run), client CPU "
         f"{submit['client_cpu_sec']} s for {submit['runs']} runs",
         f"submit with API keys: {auth['runs_per_sec']} runs/s, p50 {auth['p50_ms']} ms, "
-        f"gateway CPU {auth['gateway_cpu_sec']} s",
+        f"gateway CPU {auth['gateway_cpu_sec']} s ({auth['gateway_cpu_us_per_run']} us per run)",
+        "submit rounds (runs/s), auth off: "
+        + ", ".join(str(r["runs_per_sec"]) for r in submit["rounds"])
+        + "; on: "
+        + ", ".join(str(r["runs_per_sec"]) for r in auth["rounds"]),
     ]
     for name in ("drain_1host", "drain_2hosts", "drain_1host_c1", "sleep_c1", "sleep_c4"):
         d = results[name]
@@ -619,7 +623,7 @@ def table(results: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submits", type=int, default=2000, help="POST /runs per round [2000]")
-    parser.add_argument("--rounds", type=int, default=2, help="submit rounds, auth off/on [2]")
+    parser.add_argument("--rounds", type=int, default=3, help="submit rounds, auth off/on [3]")
     parser.add_argument("--floor-pairs", type=int, default=4096, help="floor pairs [4096]")
     parser.add_argument("--drain-runs", type=int, default=300, help="runs per drain [300]")
     parser.add_argument("--concurrency", type=int, default=4, help="drain concurrency [4]")
