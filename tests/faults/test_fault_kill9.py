@@ -82,9 +82,8 @@ async def test_kill9_of_a_busy_worker_loses_no_run(nc, nats_server, tmp_path):
         executions = [len((markers / f"{i}.txt").read_text().splitlines()) for i in range(RUNS)]
         assert min(executions) >= 1, "a run completed without executing"
         ran_twice = sum(1 for count in executions if count > 1)
-        # Only what the killed host held (at most CONCURRENCY per kill) can run again.
-        assert ran_twice <= kills * CONCURRENCY, executions
-        assert max(executions) <= 2, executions
+        # Only what the killed host held (at most CONCURRENCY runs per kill) can run again.
+        assert sum(count - 1 for count in executions) <= kills * CONCURRENCY, executions
         await wait_until(lambda: queue_is_empty(js, settings), 30, "the queue to be empty")
         kv = await js.key_value(settings.runs_kv_bucket)
         assert len(await kv.keys()) == RUNS

@@ -462,8 +462,11 @@ def test_every_malformed_name_is_rejected_by_name(name, raw):
     pattern = rf"{token}(\.{token})*" if name.endswith("subject_prefix") else token
     if re.fullmatch(pattern, raw.strip(), flags=re.ASCII):
         environ = {ENV[name]: raw}
+        # The two subject prefixes must differ: give the other one a value never generated.
         if name == "dlq_subject_prefix":
-            environ[ENV["work_subject_prefix"]] = "other.prefix"
+            environ[ENV["work_subject_prefix"]] = "work.prefix.of.this.test"
+        if name == "work_subject_prefix":
+            environ[ENV["dlq_subject_prefix"]] = "dlq.prefix.of.this.test"
         assert getattr(Settings.from_env(environ), name) == raw.strip()
     else:
         _rejected_naming(ENV[name], {ENV[name]: raw})
