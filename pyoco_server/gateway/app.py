@@ -11,10 +11,12 @@ from .auth import install_auth
 from .dashboard import install_dashboard
 from .errors import install_error_handling
 from .resources.runs import (
+    RunCancelResource,
     RunCountsResource,
     RunResource,
     RunsResource,
     RunTasksResource,
+    RunWatchResource,
     RunYamlResource,
 )
 from .resources.system import (
@@ -62,6 +64,8 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/counts", RunCountsResource(services))
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
+    app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
+    app.add_route("/runs/{run_id}/watch", RunWatchResource(services))
     app.add_route("/workers", WorkersResource(services))
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services))
