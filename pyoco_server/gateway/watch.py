@@ -11,6 +11,7 @@ new revision — nothing polls. Events:
 * ``timeout`` — ``timeout_sec`` (at most ``PYOCO_WATCH_MAX_SEC``) passed; the stream ends.
 * ``deleted`` — the run's snapshot was removed; the stream ends.
 * ``error`` — NATS failed after the stream had started (the error JSON shape); it ends.
+* ``closing`` — the gateway is shutting down; the stream ends (reconnect elsewhere).
 
 ``Last-Event-ID: N`` (a revision this gateway or another one sent) resumes: snapshots whose
 revision is not above N are skipped, so nothing the client already had is repeated; a client
@@ -53,7 +54,7 @@ log = get_logger(__name__)
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
 #: How long JetStream keeps a watch's consumer after its subscriber went away (the gateway
 #: stops the subscription when the stream ends; the server then removes the consumer).
-CONSUMER_INACTIVE_SEC = 10.0
+CONSUMER_INACTIVE_SEC = 5.0
 #: Bound of stopping a KV watch when a stream ends.
 STOP_TIMEOUT_SEC = 2.0
 _REVISION = re.compile(r"^[0-9]{1,20}$")
@@ -106,24 +107,61 @@ def watch_query(req: Any, max_sec: float) -> WatchQuery:
 
 
 class WatcherRegistry:
-    """How many watch streams this gateway has open (and has opened since start)."""
+    """The watch streams this gateway has open: their count, and a way to end them all."""
 
     def __init__(self) -> None:
-        self.open = 0
         self.opened_total = 0
+        self.closing = False
+        self._watchers: dict[int, Any] = {}
+        self._next = 0
 
-    def opened(self) -> None:
-        self.open += 1
+    @property
+    def open(self) -> int:
+        """How many watch streams are open now."""
+        return len(self._watchers)
+
+    def opened(self) -> int:
+        """Count a new stream; returns its key for :meth:`attach` and :meth:`closed`."""
+        self._next += 1
         self.opened_total += 1
+        self._watchers[self._next] = None
+        return self._next
 
-    def closed(self) -> None:
-        self.open -= 1
+    def attach(self, key: int, watcher: Any) -> None:
+        """Remember the stream's KV watch, so :meth:`close_all` can stop it."""
+        if key in self._watchers:
+            self._watchers[key] = watcher
+
+    def closed(self, key: int) -> None:
+        self._watchers.pop(key, None)
+
+    async def close_all(self, timeout: float = STOP_TIMEOUT_SEC) -> None:
+        """End every open stream (gateway shutdown): each gets a ``closing`` event and ends,
+        so its client reconnects elsewhere with ``Last-Event-ID``. New streams end at once."""
+        self.closing = True
+        watchers = [watcher for watcher in self._watchers.values() if watcher is not None]
+        if watchers:
+            log.info("watch_streams_closing", open=len(watchers))
+            await asyncio.wait(
+                [asyncio.ensure_future(_stop_quietly(watcher)) for watcher in watchers],
+                timeout=timeout,
+            )
+
+
+async def _stop_quietly(watcher: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(watcher.stop(), STOP_TIMEOUT_SEC)
 
 
 def _error_event(detail: str) -> SSEvent:
     number = NATS_UNAVAILABLE
     body = {"detail": detail, "err_id": err_id(number), "msg_id": msg_id(number)}
     return SSEvent(event="error", json=body)
+
+
+def _closing_event() -> SSEvent:
+    detail = "the gateway is shutting down; reconnect with Last-Event-ID"
+    return SSEvent(event="closing", json={"detail": detail})
 
 
 async def _view(services: GatewayServices, snapshot: dict[str, Any], wanted: set[str]) -> dict:
@@ -155,7 +193,7 @@ class RunWatch:
 
     async def events(self) -> AsyncIterator[SSEvent]:
         """Snapshots until the terminal one (or the time bound); heartbeats while idle."""
-        self.registry.opened()
+        key = self.registry.opened()
         watcher = None
         try:
             try:
@@ -166,13 +204,16 @@ class RunWatch:
                 log.warning("watch_start_failed", run_id=self.run_id, error=repr(exc))
                 yield _error_event(f"the watch could not start ({type(exc).__name__}); retry")
                 return
+            self.registry.attach(key, watcher)
+            if self.registry.closing:
+                yield _closing_event()
+                return
             async for event in self._follow(watcher):
                 yield event
         finally:
-            self.registry.closed()
+            self.registry.closed(key)
             if watcher is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(watcher.stop(), STOP_TIMEOUT_SEC)
+                await _stop_quietly(watcher)
 
     async def _follow(self, watcher: Any) -> AsyncIterator[SSEvent]:
         loop = asyncio.get_running_loop()
@@ -203,7 +244,10 @@ class RunWatch:
             if getattr(entry, "operation", None) in _GONE_OPERATIONS:
                 yield SSEvent(event="deleted", json={"run_id": self.run_id})
                 return
-            if entry.value is None or not hasattr(entry, "revision"):
+            if not hasattr(entry, "revision"):  # the watch was stopped: gateway shutdown
+                yield _closing_event()
+                return
+            if entry.value is None:
                 continue
             seen = True
             try:

@@ -8,13 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from isolation import isolated_settings
-from lctools import GatewayServer
+from lctools import WATCH_HEARTBEAT_SEC, LiveGateway
 from worker_support import WorkerProcess
 
 from pyoco_server.config import Settings
-
-#: Short watch heartbeats, so a dropped watch is noticed quickly.
-WATCH_HEARTBEAT_SEC = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +20,8 @@ def lc_settings(nats_server) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def gateway(lc_settings: Settings, tmp_path_factory) -> Iterator[GatewayServer]:
-    server = GatewayServer(lc_settings, tmp_path_factory.mktemp("gateway"))
+def gateway(lc_settings: Settings, tmp_path_factory) -> Iterator[LiveGateway]:
+    server = LiveGateway(lc_settings, tmp_path_factory.mktemp("gateway"))
     try:
         yield server
     finally:
@@ -42,7 +39,7 @@ def worker(lc_settings: Settings, tmp_path_factory) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture
-async def client(gateway: GatewayServer) -> AsyncIterator[httpx.AsyncClient]:
+async def client(gateway: LiveGateway) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.base, timeout=30) as http:
         yield http
 

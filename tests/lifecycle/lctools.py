@@ -20,8 +20,11 @@ from worker_support import REPO_ROOT, settings_env
 from pyoco_server.config import Settings
 from pyoco_server.embedded import free_port
 
+#: Short watch heartbeats in these tests, so a dropped watch is noticed quickly.
+WATCH_HEARTBEAT_SEC = 0.5
 
-class GatewayServer:
+
+class LiveGateway:
     """``pyoco-server up --nats-url ... --port <free>`` (real uvicorn) as a child process."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
