@@ -274,26 +274,60 @@ class PyocoHttpClient:
                     raise PyocoConnectionError(self.base_url, exc) from None
                 time.sleep(min(self.backoff * 2**failures, 5.0))
 
+    def snapshots(self, run_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Each new snapshot of the run until it is terminal (the last one yielded).
+
+        Follows the run's watch stream; against a gateway without ``/watch`` it polls
+        ``GET /runs/{id}`` instead. Raises :class:`WaitTimeout` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stream = True
+        pause = 0.1
+        last: dict[str, Any] | None = None
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
+            if stream:
+                try:
+                    for event in self.watch_run(run_id, timeout_sec=remaining):
+                        if event.event != "snapshot":
+                            continue
+                        last = event.data
+                        yield last
+                        if is_terminal(last.get("status")):
+                            return
+                except PyocoHttpError as exc:
+                    if not _endpoint_missing(exc):
+                        raise
+                    stream = False
+                except PyocoConnectionError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+            snapshot = self.get_run(run_id)
+            if snapshot != last:
+                last = snapshot
+                yield snapshot
+            if is_terminal(snapshot.get("status")):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"run {run_id} is still {snapshot.get('status')}")
+            if not stream:
+                time.sleep(pause)
+                pause = min(pause * 1.5, 1.0)
+
     def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run is terminal and return its final snapshot.
 
         Raises :class:`WaitTimeout` after ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-            try:
-                for event in self.watch_run(run_id, timeout_sec=remaining):
-                    if event.event == "snapshot" and is_terminal(event.data.get("status")):
-                        return event.data
-            except PyocoConnectionError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-            snapshot = self.get_run(run_id)
-            if is_terminal(snapshot.get("status")):
-                return snapshot
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"run {run_id} is still {snapshot.get('status')}")
+        final: dict[str, Any] = {}
+        for snapshot in self.snapshots(run_id, timeout):
+            final = snapshot
+        return final
+
+
+def _endpoint_missing(exc: PyocoHttpError) -> bool:
+    """True for "this gateway has no such endpoint" (not for "no such run")."""
+    return exc.status == 405 or (exc.status == 404 and exc.err_id != "ERR-PYOCO-0005")
 
 
 def _body(response: httpx.Response) -> Any:
