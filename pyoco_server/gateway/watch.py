@@ -17,10 +17,11 @@ new revision — nothing polls. Events:
 revision is not above N are skipped, so nothing the client already had is repeated; a client
 that already had the terminal snapshot gets an empty stream.
 
-Resources: the KV watch is stopped in the generator's ``finally``. A client that goes away is
-noticed at the next event at the latest (the heartbeat): Falcon then stops iterating and the
-generator is closed, which runs that ``finally``. :class:`WatcherRegistry` counts the open
-streams (gauge ``pyoco_watchers_open``).
+Resources: the KV watch is stopped in the generator's ``finally``, which runs when the stream
+ends — after its last event, or when the client went away: that is noticed at the next event
+at the latest (the heartbeat, while the run is idle), Falcon then stops iterating and drops
+the generator, and asyncio's async-generator finalizer closes it. :class:`WatcherRegistry`
+counts the open streams (gauge ``pyoco_watchers_open``) and ends them all on shutdown.
 """
 
 from __future__ import annotations
