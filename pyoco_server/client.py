@@ -221,21 +221,28 @@ class PyocoHttpClient:
     ) -> Iterator[SseEvent]:
         """Server-sent events of the run until its terminal snapshot.
 
-        A dropped connection is resumed with ``Last-Event-ID`` (at most ``reconnects`` times
-        in a row), so no event is repeated or lost.
+        Events are ``snapshot`` (``data`` is the run), ``heartbeat`` while nothing changes,
+        and, before a stream ends early, ``timeout``, ``deleted``, ``error`` or ``closing``.
+        A dropped connection, a gateway that shuts down or ends the stream at its own time
+        limit is resumed with ``Last-Event-ID`` (at most ``reconnects`` failures in a row), so
+        no snapshot is repeated or lost. Stops after ``timeout_sec`` when given, or when the
+        run is deleted.
         """
         last_id: str | None = None
         failures = 0
         params: dict[str, Any] = {}
         if include_records:
             params["include"] = "records"
-        if timeout_sec is not None:
-            params["timeout_sec"] = timeout_sec
+        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
         while True:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                params["timeout_sec"] = remaining
             headers = {"Accept": "text/event-stream"}
             if last_id is not None:
                 headers["Last-Event-ID"] = last_id
-            finished = False
             try:
                 with self._http.stream(
                     "GET",
@@ -250,23 +257,22 @@ class PyocoHttpClient:
                             raise httpx.RemoteProtocolError("server unavailable")
                         raise PyocoHttpError(response.status_code, _body(response))
                     for event in _parse_sse(response.iter_lines()):
-                        failures = 0
                         if event.id is not None:
                             last_id = event.id
+                        if event.event in ("error", "closing"):
+                            raise httpx.RemoteProtocolError(f"stream ended: {event.event}")
+                        failures = 0
                         yield event
-                        if event.event == "snapshot" and is_terminal(
-                            (event.data or {}).get("status")
+                        if event.event == "deleted" or (
+                            event.event == "snapshot"
+                            and is_terminal((event.data or {}).get("status"))
                         ):
-                            finished = True
                             return
-                    finished = True
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > reconnects:
                     raise PyocoConnectionError(self.base_url, exc) from None
                 time.sleep(min(self.backoff * 2**failures, 5.0))
-            if finished:
-                return
 
     def snapshots(self, run_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Each new snapshot of the run until it is terminal (the last one yielded).
