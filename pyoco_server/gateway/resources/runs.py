@@ -13,11 +13,12 @@ import falcon
 import falcon.asgi
 from nats.js.errors import InvalidKeyError
 
-from ...model import WorkflowContext
+from ...model import PENDING, WorkflowContext
 from ...runs import RunNotFound
 from ...workflow import parse_workflow_yaml, workflow_defaults
 from ..errors import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
+from ..queues import queue_view
 from ..services import GatewayServices
 from ..submit import Submitted, submit_run
 from ..tenancy import Caller, caller_of
@@ -184,7 +185,8 @@ class RunYamlResource:
 
 
 class RunResource:
-    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness."""
+    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness; a PENDING run
+    also gets ``queue`` (its tag and how many live workers serve it)."""
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
@@ -203,6 +205,10 @@ class RunResource:
             snapshot["worker_alive"] = bool(view.get("alive"))
             snapshot["worker_heartbeat_at"] = view.get("heartbeat_at")
             snapshot["worker_tags"] = view.get("tags")
+        if snapshot.get("status") == PENDING:
+            queue = await queue_view(self.services, snapshot)
+            if queue is not None:
+                snapshot["queue"] = queue
         resp.media = snapshot
 
 
