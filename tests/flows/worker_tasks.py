@@ -35,3 +35,10 @@ def noop() -> None:
 def chatty() -> str:
     print("hello from a task")
     return os.getcwd()
+
+
+def fails_unless_flag(flag: str) -> str:
+    """Fail until the test creates ``flag`` (the cause of the failure is then fixed)."""
+    if not Path(flag).exists():
+        raise RuntimeError(f"flag file {flag} is missing")
+    return flag
