@@ -205,6 +205,12 @@ async def test_redrive_as_a_new_run_carries_the_yaml_again(gateway, nc, gateway_
     # the original run stays as it was
     assert (await gateway.simulate_get(f"/runs/{run_id}")).json["status"] == "FAILED"
 
+    # redriven as a new attempt of its run, the YAML rides in the job again too
+    again = await publish_dead_letter(js, gateway_settings, "yaml", run_id=run_id, job=job)
+    same = await gateway.simulate_post(f"/dlq/{again}/redrive")
+    assert same.status_code == 200 and same.json["attempt"] == 2
+    assert json.loads((await stored_jobs(nc, gateway_settings))[-1].data) == {**job, "attempt": 2}
+
 
 async def test_yaml_redrive_is_checked_by_the_policy_again(nc, settings, gateway_settings):
     from gwtools import FakeTenancy, start_gateway
