@@ -35,6 +35,7 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
+from ..errors import PolicyViolation
 from ..jobs import MSG_ID_HEADER, InvalidJob, decode_job, message_id
 from ..log import get_logger
 from ..model import PENDING, WorkflowContext, is_terminal
@@ -274,7 +275,7 @@ class Redriver:
         """Redrive entry ``seq`` (404 when it is not the caller's, 409 when refused)."""
         queue = self._queue()
         markers = await self._markers()
-        key = await self._marker_key(queue, seq)
+        key = self._marker_key(await queue.stream_id(), seq)
         try:
             entry = await queue.get(caller, seq)
         except ApiError:
@@ -295,6 +296,7 @@ class Redriver:
         queue = self._queue()
         markers = await self._markers()
         page = await queue.page(caller, limit=limit, **filters)
+        stream_id = await queue.stream_id()
         results: list[dict[str, Any]] = []
         outage = False
         for summary in page.entries:
@@ -305,8 +307,19 @@ class Redriver:
                 continue
             try:
                 entry = await queue.get(caller, seq)
-                key = await self._marker_key(queue, seq)
+                key = self._marker_key(stream_id, seq)
                 done = await self._redrive_entry(caller, entry, new_run, queue, markers, key)
+            except PolicyViolation as violation:
+                results.append(
+                    {
+                        **result,
+                        "outcome": "skipped",
+                        "err_id": violation.err_id,
+                        "reason": violation.reason,
+                        "detail": violation.detail,
+                    }
+                )
+                continue
             except ApiError as error:
                 outage = error.number == NATS_UNAVAILABLE
                 outcome = "failed" if outage or error.status_code >= 500 else "skipped"
@@ -332,8 +345,8 @@ class Redriver:
         }
         return {"matched": len(page.entries), **counts, "results": results}
 
-    async def _marker_key(self, queue: DeadLetterQueue, seq: int) -> str:
-        return f"dlq_redrive.{self.settings.dlq_stream}.{await queue.stream_id()}.{seq}"
+    def _marker_key(self, stream_id: str, seq: int) -> str:
+        return f"dlq_redrive.{self.settings.dlq_stream}.{stream_id}.{seq}"
 
     async def _redrive_entry(
         self,

@@ -62,9 +62,10 @@ def worker_view(record: dict[str, Any], ttl_sec: float, now: float | None = None
 
 
 def aged_out(view: dict[str, Any], settings: Settings) -> bool:
-    """True for a worker silent for longer than the liveness TTL plus the retention."""
+    """True for a worker silent for longer than the liveness TTL plus the retention (a record
+    without a readable heartbeat stays listed, as DISCONNECTED, until the bucket drops it)."""
     age = view.get("heartbeat_age_sec")
-    return age is None or age > settings.workers_bucket_ttl_sec
+    return age is not None and age > settings.workers_bucket_ttl_sec
 
 
 async def list_workers(

@@ -236,6 +236,9 @@ async def test_yaml_redrive_is_checked_by_the_policy_again(nc, settings, gateway
         assert (await strict_gateway.simulate_get(f"/runs/{run_id}")).json["status"] == "FAILED"
         # nothing was claimed: the entry is still there and redrivable later
         assert (await strict_gateway.simulate_get(f"/dlq/{seq}")).status_code == 200
+        report = (await strict_gateway.simulate_post("/dlq/redrive")).json
+        assert report["skipped"] == 1 and report["results"][0]["err_id"] == "ERR-PYOCO-0002"
+        assert report["results"][0]["reason"] == "yaml_runs_disabled"
 
 
 async def test_entries_without_a_job_or_run_are_refused(gateway, nc, gateway_settings):
