@@ -37,6 +37,7 @@ def server(settings: Settings, repo_root) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
     env.update({env_var(name): str(getattr(settings, name)) for name in ISOLATED})
+    env[env_var("dlq_max_bytes")] = str(settings.dlq_max_bytes)
     env.update(PYOCO_LOG_LEVEL="WARNING", PYTHONPATH=str(repo_root))
     command = [sys.executable, "-m", "pyoco_server.cli.server", "up"]
     command += ["--nats-url", settings.nats_url, "--port", str(port)]
