@@ -357,21 +357,18 @@ class Reconciler:
         consumer = await self._consumer(tag, {})
         max_deliver = self._max_deliver(consumer)
         store = await self.services.run_store()
-        attempt = job.get("attempt")
-        change = EndRun(
-            "",
-            attempt=attempt if isinstance(attempt, int) else None,
-        )
         try:
             current, _ = await store.get(run_id)
         except RunNotFound:
             log.info("max_deliveries_run_missing", run_id=run_id, stream_seq=seq)
             await self._delete_job(seq)
             return False
-        change.error = (
+        attempt = job.get("attempt")
+        change = EndRun(
             f"max_deliveries: the job was delivered {deliveries or max_deliver} times and never "
             f"acknowledged (MaxDeliver {max_deliver}); last worker "
-            f"{current.get('worker_id') or 'none (it never started)'}"
+            f"{current.get('worker_id') or 'none (it never started)'}",
+            attempt=attempt if isinstance(attempt, int) else None,
         )
         await store.update(run_id, change, "max_deliveries", job)
         if change.won:
