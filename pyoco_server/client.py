@@ -202,8 +202,78 @@ class PyocoHttpClient:
         """Ask for the run to be cancelled (idempotent); returns the snapshot."""
         return self._json("POST", f"/runs/{run_id}/cancel")
 
-    def list_workers(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/workers")
+    def list_workers(
+        self, *, state: list[str] | None = None, include_stopped: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Workers with their states; ``state`` keeps only those (IDLE, RUNNING, STOPPED,
+        DISCONNECTED), ``include_stopped=False`` leaves STOPPED workers out."""
+        params: list[tuple[str, Any]] = [("state", value) for value in state or []]
+        if include_stopped is not None:
+            params.append(("include_stopped", "true" if include_stopped else "false"))
+        return self._json("GET", "/workers", params=params)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def list_dlq(
+        self,
+        *,
+        tag: str | None = None,
+        reason: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Dead letters, newest first (without their jobs)."""
+        entries, _ = self.list_dlq_page(
+            tag=tag, reason=reason, run_id=run_id, limit=limit, before=before
+        )
+        return entries
+
+    def list_dlq_page(
+        self,
+        *,
+        tag: str | None = None,
+        reason: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Like :meth:`list_dlq`, plus the ``before`` of the next page (``None``: no more)."""
+        params = _dlq_params(tag, reason, run_id, limit, before)
+        response = self._request("GET", "/dlq", retry=True, params=params)
+        cursor = response.headers.get("Next-Cursor")
+        return response.json(), int(cursor) if cursor and cursor.isdigit() else None
+
+    def get_dlq(self, seq: int) -> dict[str, Any]:
+        """One dead letter with its original job."""
+        return self._json("GET", f"/dlq/{int(seq)}")
+
+    def redrive_dlq(self, seq: int, *, new_run: bool = False) -> dict[str, Any]:
+        """Queue a dead job again: a new attempt of its run, or a fresh run with ``new_run``.
+
+        Not retried: a retry after a lost answer would be refused as already redriven.
+        """
+        params = {"new_run": "true"} if new_run else {}
+        return self._json("POST", f"/dlq/{int(seq)}/redrive", params=params, retry=False)
+
+    def redrive_dlq_bulk(
+        self,
+        *,
+        tag: str | None = None,
+        reason: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+        new_run: bool = False,
+    ) -> dict[str, Any]:
+        """Redrive what :meth:`list_dlq` lists with the same filters; returns the report."""
+        params = _dlq_params(tag, reason, run_id, limit, None)
+        if new_run:
+            params["new_run"] = "true"
+        return self._json("POST", "/dlq/redrive", params=params, retry=False)
+
+    def delete_dlq(self, seq: int) -> dict[str, Any]:
+        """Remove a dead letter."""
+        return self._json("DELETE", f"/dlq/{int(seq)}", retry=False)
 
     def metrics(self) -> str:
         """The Prometheus text of ``/metrics``."""
@@ -328,6 +398,16 @@ class PyocoHttpClient:
 def _endpoint_missing(exc: PyocoHttpError) -> bool:
     """True for "this gateway has no such endpoint" (not for "no such run")."""
     return exc.status == 405 or (exc.status == 404 and exc.err_id != "ERR-PYOCO-0005")
+
+
+def _dlq_params(
+    tag: str | None, reason: str | None, run_id: str | None, limit: int | None, before: int | None
+) -> dict[str, Any]:
+    pairs = (("tag", tag), ("reason", reason), ("run_id", run_id), ("limit", limit))
+    params = {key: value for key, value in pairs if value is not None}
+    if before is not None:
+        params["before"] = before
+    return params
 
 
 def _body(response: httpx.Response) -> Any:

@@ -33,7 +33,9 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
     runs = await js.key_value(settings.runs_kv_bucket)
     assert (await runs.status()).history == 1
     workers = await (await js.key_value(settings.workers_kv_bucket)).status()
-    assert abs(workers.ttl - settings.workers_kv_ttl_sec) < 0.01
+    # records outlive the liveness TTL so a dead worker stays listed as DISCONNECTED
+    expected_ttl = settings.workers_kv_ttl_sec + settings.workers_retention_sec
+    assert abs(workers.ttl - expected_ttl) < 0.01
 
     assert await ensure_resources(js, settings) == []
 

@@ -10,6 +10,12 @@ from ..config import Settings
 from .auth import install_auth
 from .dashboard import install_dashboard
 from .errors import install_error_handling
+from .resources.dlq import (
+    DlqBulkRedriveResource,
+    DlqEntryResource,
+    DlqRedriveResource,
+    DlqResource,
+)
 from .resources.runs import (
     RunCancelResource,
     RunCountsResource,
@@ -80,6 +86,10 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
     app.add_route("/runs/{run_id}/watch", RunWatchResource(services))
     app.add_route("/workers", WorkersResource(services))
+    app.add_route("/dlq", DlqResource(services))
+    app.add_route("/dlq/redrive", DlqBulkRedriveResource(services))
+    app.add_route("/dlq/{seq}", DlqEntryResource(services))
+    app.add_route("/dlq/{seq}/redrive", DlqRedriveResource(services))
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services))
     app.add_route("/openapi.json", OpenApiResource())

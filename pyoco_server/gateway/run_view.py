@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import InvalidKeyError
 
+from ..model import PENDING
 from ..runs import RunNotFound, RunStore
 from .errors import run_not_found
+from .queues import queue_view
 from .tenancy import Caller
 from .workers import get_worker, worker_view
 
@@ -44,7 +46,8 @@ async def run_view(
 
     ``task_records`` only when ``wanted`` (the ``include`` values) is not empty; when the run
     has a worker, its liveness from the workers bucket: ``worker_alive``,
-    ``worker_heartbeat_at`` and ``worker_tags``.
+    ``worker_heartbeat_at`` and ``worker_tags``; for a PENDING run, its ``queue`` (which
+    says when no live worker serves the run's tag).
     """
     if not wanted:
         snapshot.pop("task_records", None)
@@ -55,4 +58,8 @@ async def run_view(
         snapshot["worker_alive"] = bool(view.get("alive"))
         snapshot["worker_heartbeat_at"] = view.get("heartbeat_at")
         snapshot["worker_tags"] = view.get("tags")
+    if snapshot.get("status") == PENDING:
+        queue = await queue_view(services, snapshot)
+        if queue is not None:
+            snapshot["queue"] = queue
     return snapshot

@@ -140,7 +140,13 @@ class JobRunner:
 
     async def _claim(self, job: dict[str, Any], delivery: Delivery) -> bool:
         """Mark the run RUNNING; ``False`` when the job must not run (and was settled)."""
-        claim = Claim(self.worker_id)
+        attempt = job.get("attempt")
+        claim = Claim(
+            self.worker_id,
+            job_stream_seq=delivery.stream_seq,
+            num_delivered=delivery.num_delivered,
+            attempt=attempt if isinstance(attempt, int) else None,
+        )
         try:
             await self.store.update(job["run_id"], claim, "started", job)
         except RunNotFound:

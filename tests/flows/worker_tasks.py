@@ -58,3 +58,10 @@ def ignore_cancel(release: str, marker: str) -> str:
     while not Path(release).exists():
         time.sleep(0.02)
     return release
+
+
+def fails_unless_flag(flag: str) -> str:
+    """Fail until the test creates ``flag`` (the cause of the failure is then fixed)."""
+    if not Path(flag).exists():
+        raise RuntimeError(f"flag file {flag} is missing")
+    return flag

@@ -168,7 +168,8 @@ class RunYamlResource:
 
 
 class RunResource:
-    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness."""
+    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness; a PENDING run
+    also gets ``queue`` (its tag and how many live workers serve it)."""
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
