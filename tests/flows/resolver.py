@@ -31,6 +31,7 @@ FLOWS = {
     "marker_wait_nap": (worker_tasks.append_marker, worker_tasks.wait_for_file, sample_tasks.nap),
     "big": (worker_tasks.big_output,),
     "chatty": (worker_tasks.chatty,),
+    "flaky": (worker_tasks.flaky,),
 }
 
 

@@ -35,3 +35,13 @@ def noop() -> None:
 def chatty() -> str:
     print("hello from a task")
     return os.getcwd()
+
+
+def flaky(marker: str, failures: int = 1) -> int:
+    """Fail the first ``failures`` executions (counted in ``marker``), then succeed."""
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    attempt = len(Path(marker).read_text().splitlines())
+    if attempt <= failures:
+        raise RuntimeError(f"flaky attempt {attempt} fails on purpose")
+    return attempt
