@@ -1,4 +1,4 @@
-"""The flow-registry plugin, alone and loaded by a real gateway + worker (pyoco_system)."""
+"""The flow-registry plugin, alone and loaded by a real gateway + worker (pyoco_server.testing)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pyoco_flow_registry import REGISTRY, FlowRegistry
 from pyoco_flow_registry.plugin import pyoco_resolve_flow
 
 from pyoco_server.config import Settings
-from pyoco_server.testing import plugin_listing
+from pyoco_server.testing import plugin_listing, start_system
 
 # -- the registry on its own -----------------------------------------------------------------
 
@@ -70,35 +70,39 @@ def test_a_name_cannot_be_registered_twice():
 # -- through pyoco-server: pyoco-worker --plugins flow-registry ------------------------------
 
 
-@pytest.fixture
-def pyoco_plugins():
-    return ["flow-registry"]
+@pytest.fixture(scope="module")
+def registry_system(pyoco_nats_server, tmp_path_factory):
+    """One gateway + ``pyoco-worker --plugins flow-registry`` shared by this module's tests."""
+    with start_system(
+        pyoco_nats_server.url, tmp_path_factory.mktemp("registry"), plugins=["flow-registry"]
+    ) as system:
+        yield system
 
 
-def test_worker_resolves_registry_flows_with_params(pyoco_system):
-    greeting = pyoco_system.run("greeting", {"name": "team"})
+def test_worker_resolves_registry_flows_with_params(registry_system):
+    greeting = registry_system.run("greeting", {"name": "team"})
     assert greeting["status"] == "COMPLETED", greeting
     assert greeting["task_records"]["shout"]["output"] == "HELLO, TEAM!"
 
-    etl = pyoco_system.run("etl", {"rows": 4})
+    etl = registry_system.run("etl", {"rows": 4})
     assert etl["status"] == "COMPLETED", etl
     assert etl["task_records"]["combine"]["output"] == {"doubled": 12, "squared": 14, "rows": 4}
     assert etl["params"] == {"rows": 4}  # the run records what was submitted
 
 
-def test_the_failing_flow_fails_with_its_error_and_a_dead_letter(pyoco_system):
-    snapshot = pyoco_system.run("always-fails")
+def test_the_failing_flow_fails_with_its_error_and_a_dead_letter(registry_system):
+    snapshot = registry_system.run("always-fails")
     assert snapshot["status"] == "FAILED"
     assert "always-fails fails on purpose" in snapshot["error"]
     assert snapshot["tasks"] == {"prepare": "SUCCEEDED", "explode": "FAILED"}
-    assert pyoco_system.wait_dead_letter(snapshot["run_id"])["reason"] == "execution_error"
+    assert registry_system.wait_dead_letter(snapshot["run_id"])["reason"] == "execution_error"
 
 
-def test_unknown_flow_is_flow_not_found(pyoco_system):
-    snapshot = pyoco_system.run("not-in-the-registry")
+def test_unknown_flow_is_flow_not_found(registry_system):
+    snapshot = registry_system.run("not-in-the-registry")
     assert snapshot["status"] == "FAILED"
     assert "not found" in snapshot["error"]
-    assert pyoco_system.wait_dead_letter(snapshot["run_id"])["reason"] == "flow_not_found"
+    assert registry_system.wait_dead_letter(snapshot["run_id"])["reason"] == "flow_not_found"
 
 
 def test_disabled_with_p_no(pyoco_system_factory):
