@@ -121,8 +121,8 @@ def _import_module(spec: str, target: str) -> Any:
 def _import_path_plugin(spec: str) -> Any:
     """Import a plugin given as ``package.module`` or ``path/to/file.py``.
 
-    Either may end in ``:attr`` to name an object inside the module (a plugin instance or
-    class) instead of the module itself.
+    Either may end in ``:attr`` to name an object inside the module (a configured plugin
+    instance, say) instead of the module itself.
     """
     target, attr = _split_attribute(spec)
     module = _import_module(spec, target)

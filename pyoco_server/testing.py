@@ -67,7 +67,7 @@ class PyocoSystemError(RuntimeError):
 
 def plugin_spec(plugin: Any) -> str:
     """How ``--plugins`` names ``plugin``: a name or path as given, a module's file, or
-    ``file.py:attr`` for an object defined at module level (a plugin instance or class)."""
+    ``file.py:attr`` for an object defined at module level (e.g. a plugin instance)."""
     if isinstance(plugin, str):
         return plugin
     if isinstance(plugin, os.PathLike):
@@ -264,6 +264,11 @@ class PyocoSystem:
                     )
                     raise PyocoSystemError(f"system not ready after {timeout:.0f} s\n{logs}")
                 time.sleep(0.1)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids by name (``gateway``, ``worker``), e.g. to kill one in a fault test."""
+        return {process.name: process.popen.pid for process in self._processes}
 
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
