@@ -14,28 +14,22 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from pyoco_server.client import PyocoHttpClient, PyocoHttpError
-from pyoco_server.model import is_terminal
 
 HERE = Path(__file__).resolve().parent
 
 
 def follow(client: PyocoHttpClient, run_id: str, timeout: float) -> dict[str, Any]:
-    """Poll the run until it is terminal; print each status change."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        snapshot = client.get_run(run_id, include=["records"])
-        if snapshot["status"] != last:
-            last = snapshot["status"]
-            print(f"  {run_id}  {last}", file=sys.stderr)
-        if is_terminal(snapshot["status"]) or time.monotonic() > deadline:
-            return snapshot
-        time.sleep(0.2)
+    """Follow the run to its end (live through /watch), printing each status change."""
+    last: dict[str, Any] = {}
+    for snapshot in client.snapshots(run_id, timeout=timeout):
+        if snapshot["status"] != last.get("status"):
+            print(f"  {run_id}  {snapshot['status']}", file=sys.stderr)
+        last = snapshot
+    return client.get_run(run_id, include=["records"])  # with the tasks' outputs
 
 
 def outputs(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -151,6 +151,10 @@ class Settings:
     auth_cache_ttl_sec: float = _setting("PYOCO_AUTH_CACHE_TTL_SEC", _number_parser(float, 0), 5.0)
     jetstream_replicas: int = _setting("PYOCO_JETSTREAM_REPLICAS", _number_parser(int, 1), 1)
     cancel_grace_period_sec: float = _setting("PYOCO_CANCEL_GRACE_PERIOD_SEC", _POSITIVE, 30.0)
+    watch_heartbeat_interval_sec: float = _setting(
+        "PYOCO_WATCH_HEARTBEAT_INTERVAL_SEC", _POSITIVE, 5.0
+    )
+    watch_max_sec: float = _setting("PYOCO_WATCH_MAX_SEC", _POSITIVE, 3600.0)
     worker_concurrency: int = _setting("PYOCO_WORKER_CONCURRENCY", _POSITIVE_INT, 1)
     worker_grace_period_sec: float = _setting(
         "PYOCO_WORKER_GRACE_PERIOD_SEC", _number_parser(float, 0), 30.0

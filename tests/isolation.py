@@ -9,6 +9,9 @@ import uuid
 
 from pyoco_server.config import Settings
 
+#: The DLQ stream size of test resources (the default is 512 MiB).
+TEST_DLQ_MAX_BYTES = 16 * 1024 * 1024
+
 
 def isolated_settings(url: str, **overrides: object) -> Settings:
     """Settings whose streams, subjects and buckets are unique to one test."""
@@ -23,6 +26,10 @@ def isolated_settings(url: str, **overrides: object) -> Settings:
         "workers_kv_bucket": f"workers_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
+        # JetStream reserves a stream's max_bytes against the server's storage limit (75 % of
+        # the free disk): with the default 512 MiB per DLQ stream, a session server runs out
+        # after about a hundred tests ("insufficient storage resources available").
+        "dlq_max_bytes": TEST_DLQ_MAX_BYTES,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

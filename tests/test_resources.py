@@ -27,7 +27,8 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
     assert work.config.retention == RetentionPolicy.WORK_QUEUE
     assert work.config.subjects == [f"{settings.work_subject_prefix}.>"]
     dlq = await js.stream_info(settings.dlq_stream)
-    assert dlq.config.max_msgs == 100000 and dlq.config.max_bytes == 536870912
+    assert dlq.config.max_msgs == 100000 and dlq.config.max_bytes == settings.dlq_max_bytes
+    assert Settings().dlq_max_bytes == 536870912  # tests use a smaller one (tests/isolation.py)
     assert abs(dlq.config.max_age - 604800) < 1
     runs = await js.key_value(settings.runs_kv_bucket)
     assert (await runs.status()).history == 1

@@ -143,18 +143,8 @@ class Progress:
 def follow(client: PyocoHttpClient, run_id: str, timeout: float | None) -> dict[str, Any]:
     """Follow a run to its end, drawing progress; return the terminal snapshot."""
     progress = Progress()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    final: dict[str, Any] | None = None
-    for event in client.watch_run(run_id, timeout_sec=timeout):
-        if event.event != "snapshot":
-            continue
-        progress.update(event.data)
-        if is_terminal(event.data.get("status")):
-            final = event.data
-            break
-    if final is None:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-        final = client.wait(run_id, timeout=remaining)
+    final: dict[str, Any] = {}
+    for final in client.snapshots(run_id, timeout):
         progress.update(final)
     return final
 
@@ -374,6 +364,11 @@ HINTS = {
 }
 
 
+HINTS_BY_ERROR = {
+    "ERR-PYOCO-0020": "this gateway does not offer that endpoint; is it an older version?",
+}
+
+
 def _http_error_line(exc: PyocoHttpError) -> str:
     extra = ""
     reason = exc.body.get("reason")
@@ -383,7 +378,7 @@ def _http_error_line(exc: PyocoHttpError) -> str:
             + (f", key: {exc.body.get('key')}" if exc.body.get("key") else "")
             + "]"
         )
-    hint = HINTS.get(exc.status)
+    hint = HINTS_BY_ERROR.get(exc.err_id or "") or HINTS.get(exc.status)
     return f"{exc.err_id or 'HTTP ' + str(exc.status)}: {exc.detail}{extra}" + (
         f" — {hint}" if hint else ""
     )

@@ -59,6 +59,11 @@ class GatewayMetrics:
             ["tag"],
             registry=self.registry,
         )
+        self.watchers_open = Gauge(
+            "pyoco_watchers_open",
+            "Watch streams (GET /runs/{run_id}/watch) this gateway has open now.",
+            registry=self.registry,
+        )
         self.queue_in_flight = Gauge(
             "pyoco_queue_in_flight",
             "Jobs delivered to a worker and not yet acknowledged, from the tag's consumer.",
@@ -101,6 +106,7 @@ class GatewayMetrics:
                 sum(1 for worker in workers if worker["state"] == state)
             )
         self.dlq_messages.set(dlq.state.messages)
+        self.watchers_open.set(services.watchers.open)
         for gauge in (self.queue_depth, self.queue_pending, self.queue_in_flight):
             gauge.clear()
         for tag, count in sorted(depth.items()):

@@ -203,6 +203,14 @@ def _schemas() -> dict[str, Any]:
                 },
                 "worker_heartbeat_at": {"description": "the worker's last heartbeat"},
                 "worker_tags": {"type": ["array", "null"], "items": {"type": "string"}},
+                "cancel_requested_at": {
+                    "type": "number",
+                    "description": "when a cancel was first requested (epoch seconds)",
+                },
+                "cancel_requested_by": {
+                    "type": "string",
+                    "description": "the API key id that requested the cancel (auth on)",
+                },
             },
         },
         "RunTasks": {
@@ -500,6 +508,84 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/runs/{run_id}/cancel": {
+            "post": {
+                "operationId": "cancelRun",
+                "summary": "Cancel a run (idempotent)",
+                "description": "Recorded with compare-and-set against the worker's writes, so a "
+                "cancel is never lost and a terminal run is never changed. PENDING becomes "
+                "CANCELLED at once (end_time, cancel_requested_at, and cancel_requested_by = "
+                "the caller's API key id when authentication is on); its queued job is "
+                "acknowledged without executing when a worker takes it. RUNNING becomes "
+                "CANCELLING: its worker notices within about PYOCO_RUN_HEARTBEAT_INTERVAL_SEC, "
+                "cancels the flow through pyoco (tasks not started become CANCELLED) and writes "
+                "CANCELLED, or COMPLETED when every task had already succeeded; a task that "
+                "ignores the cancel is stopped hard after PYOCO_CANCEL_GRACE_PERIOD_SEC. "
+                "CANCELLING and terminal runs are answered unchanged. No request body.",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(
+                        _ref("schemas", "RunSnapshot"),
+                        "the run's snapshot after the request (without task_records)",
+                    ),
+                    **_errors(404, 503),
+                },
+            }
+        },
+        "/runs/{run_id}/watch": {
+            "get": {
+                "operationId": "watchRun",
+                "summary": "Follow a run live (server-sent events) until it ends",
+                "description": "text/event-stream, pushed by a JetStream KV watch on the run. "
+                "Events: `snapshot` (id = the KV revision, data = the run as GET "
+                "/runs/{run_id} shows it; the first is the current snapshot, then one per "
+                "change; the stream ends after the terminal one), `heartbeat` (data {ts}, no "
+                "id) after PYOCO_WATCH_HEARTBEAT_INTERVAL_SEC without a change, `timeout` "
+                "(timeout_sec passed; the stream ends), `deleted` (the run was removed; the "
+                "stream ends), `error` (NATS failed after the stream started: the error JSON "
+                "shape; reconnect). Reconnect with Last-Event-ID to resume without repeats.",
+                "parameters": [
+                    run_id,
+                    _query(
+                        "include",
+                        {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["records", "full", "all"]},
+                        },
+                        "as on GET /runs/{run_id}: records adds task_records to every snapshot",
+                        explode=True,
+                    ),
+                    _query(
+                        "timeout_sec",
+                        {"type": "number", "exclusiveMinimum": 0},
+                        "end the stream (event timeout) after this many seconds; values above "
+                        "PYOCO_WATCH_MAX_SEC (3600) are lowered to it, which is also the default",
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "the id of the last event the client received: only "
+                        "snapshots with a higher revision are sent (an empty stream when that "
+                        "was the terminal snapshot)",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the event stream",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "example": 'event: snapshot\nid: 42\ndata: {"run_id": '
+                                '"…", "status": "RUNNING", …}\n\n',
+                            }
+                        },
+                    },
+                    **_errors(404, 422, 503),
+                },
+            }
+        },
         "/workers": {
             "get": {
                 "operationId": "listWorkers",
@@ -534,7 +620,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Prometheus metrics",
                 "description": "pyoco_runs_total{status}, pyoco_workers_alive_total, "
                 "pyoco_workers{state}, pyoco_dlq_messages_total, pyoco_queue_depth{tag}, "
-                "pyoco_queue_pending{tag}, pyoco_queue_in_flight{tag}",
+                "pyoco_queue_pending{tag}, pyoco_queue_in_flight{tag}, pyoco_watchers_open",
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format 0.0.4",

@@ -12,13 +12,15 @@ from ..runs import RunStore
 from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
 from .run_index import RunIndex, RunIndexFeed
+from .watch import WatcherRegistry
 
 #: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
 STARTUP_NATS_WAIT_SEC = 5.0
 
 
 class GatewayServices:
-    """One per application: the NATS connection, the run index and handles to the buckets."""
+    """One per application: the NATS connection, the run index, handles to the buckets and
+    the count of open watch streams."""
 
     def __init__(self, settings: Settings, pm: Any) -> None:
         self.settings = settings
@@ -30,6 +32,7 @@ class GatewayServices:
         )
         self.index = RunIndex(settings.runs_kv_bucket)
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
+        self.watchers = WatcherRegistry()
         self._stop = asyncio.Event()
         self._feed_task: asyncio.Task[None] | None = None
 

@@ -37,6 +37,29 @@ def chatty() -> str:
     return os.getcwd()
 
 
+def step_one(step_seconds: float = 0.3) -> str:
+    time.sleep(step_seconds)
+    return "one"
+
+
+def step_two(step_one: str, step_seconds: float = 0.3) -> str:
+    time.sleep(step_seconds)
+    return step_one + ",two"
+
+
+def step_three(step_two: str, step_seconds: float = 0.3) -> str:
+    time.sleep(step_seconds)
+    return step_two + ",three"
+
+
+def ignore_cancel(release: str, marker: str) -> str:
+    """Block until ``release`` exists, whatever happens to the run (needs a hard stop)."""
+    Path(marker).write_text(str(os.getpid()))
+    while not Path(release).exists():
+        time.sleep(0.02)
+    return release
+
+
 def flaky(marker: str, failures: int = 1) -> int:
     """Fail the first ``failures`` executions (counted in ``marker``), then succeed."""
     with open(marker, "a") as handle:
