@@ -94,14 +94,22 @@ def _executable(script: str, module: str) -> list[str]:
 
 
 def _lifeline() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that stops the child if the test process dies (Linux), else None."""
+    """A ``preexec_fn`` that stops the child if the test process dies (Linux), else None.
+
+    libc is loaded here, before the fork: the child only makes one foreign call.
+    """
     if not sys.platform.startswith("linux") or threading.current_thread() is not (
         threading.main_thread()
     ):
         return None
-    from .worker.lifeline import die_with_parent
+    try:
+        import ctypes
 
-    return lambda: die_with_parent(signal.SIGTERM)
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except (OSError, AttributeError):
+        return None
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+    return lambda: libc.prctl(set_parent_death_signal, int(signal.SIGTERM))
 
 
 def _run_async(coroutine: Any) -> Any:
