@@ -85,6 +85,10 @@ def test_snapshot_shows_attempt_and_next_retry():
     redriven = {**snapshot, "attempt": 2, "retry": again}
     assert plugin.pyoco_enrich_snapshot(redriven, None, "started")["retry"]["attempt"] == 1
     assert plugin.pyoco_enrich_snapshot(snapshot, None, "heartbeat") is None
+    # a later failure that is not ours (here: NATS trouble) shows no stale retry details
+    plugin.pyoco_failure_disposition(failure("execution_error", 1), SETTINGS)
+    plugin.pyoco_failure_disposition(failure("transient", 2), SETTINGS)
+    assert plugin.pyoco_enrich_snapshot(snapshot, None, "failed") is None
 
 
 # -- through pyoco-server: pyoco-worker --plugins retry-backoff -------------------------------

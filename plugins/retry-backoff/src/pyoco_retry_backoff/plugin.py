@@ -60,9 +60,12 @@ class RetryBackoff:
     @hookimpl
     def pyoco_failure_disposition(self, failure: Failure, settings: Settings) -> Disposition | None:
         """NAK with backoff and PENDING, or — on the last attempt — FAILED + dead letter."""
-        if failure.kind != "execution_error" or not isinstance(failure.job, dict):
+        if not isinstance(failure.job, dict):
             return None
         run_id = failure.job.get("run_id")
+        if failure.kind != "execution_error":
+            self._decisions.pop(run_id, None)  # what follows is not one of our decisions
+            return None
         run_attempt = int(failure.job.get("attempt") or 1)
         attempt = failure.num_delivered
         error = failure.error[:500]
