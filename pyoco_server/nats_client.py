@@ -27,7 +27,9 @@ log = get_logger(__name__)
 async def connect(url: str, name: str, connect_timeout: float = 2.0) -> Client:
     """Connect with unlimited reconnects, so a NATS restart heals without a process restart.
 
-    The first connection must succeed (``nats.errors.NoServersError`` otherwise).
+    ``url`` may list several servers of a cluster, comma-separated; the client connects to any
+    of them and learns the others from the cluster. The first connection must succeed
+    (``nats.errors.NoServersError`` otherwise).
     """
 
     async def on_error(exc: Exception) -> None:
@@ -40,7 +42,7 @@ async def connect(url: str, name: str, connect_timeout: float = 2.0) -> Client:
         log.info("nats_reconnected")
 
     return await nats.connect(
-        servers=[url],
+        servers=[part.strip() for part in url.split(",") if part.strip()],
         name=name,
         connect_timeout=connect_timeout,
         max_reconnect_attempts=-1,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..model import CANCELLED, CANCELLING, RUNNING, is_terminal
+from ..model import CANCELLED, CANCELLING, PENDING, RUNNING, is_terminal
 
 Snapshot = dict[str, Any]
 
@@ -158,6 +158,44 @@ class Finish:
         )
         if self.worker_id is not None:
             snapshot["worker_id"] = self.worker_id
+        if self.tasks is not None:
+            snapshot["tasks"] = self.tasks
+            snapshot["task_records"] = self.task_records or {}
+            snapshot["task_records_truncated"] = False
+        return snapshot
+
+
+class Requeue:
+    """Put a run whose attempt failed back to PENDING while its job waits for redelivery.
+
+    Used when a ``pyoco_failure_disposition`` answers ``nak`` with ``snapshot_status``
+    ``PENDING`` (a retry): the error and the task states of the failed attempt stay visible,
+    the worker is released, and the redelivered job claims the run again like a new one.
+    Leaves terminal and CANCELLING runs alone (a CANCELLING run is ended by the next claim).
+    """
+
+    def __init__(
+        self,
+        *,
+        error: str | None = None,
+        tasks: dict[str, str] | None = None,
+        task_records: dict[str, Any] | None = None,
+    ) -> None:
+        self.error = error
+        self.tasks = tasks
+        self.task_records = task_records
+
+    def __call__(self, snapshot: Snapshot) -> Snapshot | None:
+        status = snapshot.get("status")
+        if is_terminal(status) or status == CANCELLING:
+            return None
+        snapshot.update(
+            status=PENDING,
+            worker_id=None,
+            end_time=None,
+            heartbeat_at=time.time(),
+            error=self.error,
+        )
         if self.tasks is not None:
             snapshot["tasks"] = self.tasks
             snapshot["task_records"] = self.task_records or {}

@@ -34,6 +34,7 @@ FLOWS = {
     "steps": (worker_tasks.step_one, worker_tasks.step_two, worker_tasks.step_three),
     "stubborn": (worker_tasks.ignore_cancel, sample_tasks.nap),
     "flaky": (worker_tasks.fails_unless_flag,),
+    "flaky_marker": (worker_tasks.flaky,),
 }
 
 

@@ -65,3 +65,13 @@ def fails_unless_flag(flag: str) -> str:
     if not Path(flag).exists():
         raise RuntimeError(f"flag file {flag} is missing")
     return flag
+
+
+def flaky(marker: str, failures: int = 1) -> int:
+    """Fail the first ``failures`` executions (counted in ``marker``), then succeed."""
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    attempt = len(Path(marker).read_text().splitlines())
+    if attempt <= failures:
+        raise RuntimeError(f"flaky attempt {attempt} fails on purpose")
+    return attempt
