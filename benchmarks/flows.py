@@ -18,12 +18,19 @@ def sleep(seconds: float = 0.2) -> float:
 
 
 FLOWS = {"noop": noop, "sleep": sleep}
+#: Flows of several tasks: (task function, number of tasks).
+CHAINS = {"chain": (sleep, 20)}
 
 
 def resolve(flow_name: str) -> Flow | None:
+    flow = Flow(name=flow_name)
+    if flow_name in CHAINS:
+        func, count = CHAINS[flow_name]
+        for index in range(count):
+            flow >> Task(func=func, name=f"{func.__name__}_{index}")
+        return flow
     func = FLOWS.get(flow_name)
     if func is None:
         return None
-    flow = Flow(name=flow_name)
     flow >> Task(func=func, name=func.__name__)
     return flow

@@ -202,8 +202,78 @@ class PyocoHttpClient:
         """Ask for the run to be cancelled (idempotent); returns the snapshot."""
         return self._json("POST", f"/runs/{run_id}/cancel")
 
-    def list_workers(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/workers")
+    def list_workers(
+        self, *, state: list[str] | None = None, include_stopped: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Workers with their states; ``state`` keeps only those (IDLE, RUNNING, STOPPED,
+        DISCONNECTED), ``include_stopped=False`` leaves STOPPED workers out."""
+        params: list[tuple[str, Any]] = [("state", value) for value in state or []]
+        if include_stopped is not None:
+            params.append(("include_stopped", "true" if include_stopped else "false"))
+        return self._json("GET", "/workers", params=params)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def list_dlq(
+        self,
+        *,
+        tag: str | None = None,
+        reason: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Dead letters, newest first (without their jobs)."""
+        entries, _ = self.list_dlq_page(
+            tag=tag, reason=reason, run_id=run_id, limit=limit, before=before
+        )
+        return entries
+
+    def list_dlq_page(
+        self,
+        *,
+        tag: str | None = None,
+        reason: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Like :meth:`list_dlq`, plus the ``before`` of the next page (``None``: no more)."""
+        params = _dlq_params(tag, reason, run_id, limit, before)
+        response = self._request("GET", "/dlq", retry=True, params=params)
+        cursor = response.headers.get("Next-Cursor")
+        return response.json(), int(cursor) if cursor and cursor.isdigit() else None
+
+    def get_dlq(self, seq: int) -> dict[str, Any]:
+        """One dead letter with its original job."""
+        return self._json("GET", f"/dlq/{int(seq)}")
+
+    def redrive_dlq(self, seq: int, *, new_run: bool = False) -> dict[str, Any]:
+        """Queue a dead job again: a new attempt of its run, or a fresh run with ``new_run``.
+
+        Not retried: a retry after a lost answer would be refused as already redriven.
+        """
+        params = {"new_run": "true"} if new_run else {}
+        return self._json("POST", f"/dlq/{int(seq)}/redrive", params=params, retry=False)
+
+    def redrive_dlq_bulk(
+        self,
+        *,
+        tag: str | None = None,
+        reason: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+        new_run: bool = False,
+    ) -> dict[str, Any]:
+        """Redrive what :meth:`list_dlq` lists with the same filters; returns the report."""
+        params = _dlq_params(tag, reason, run_id, limit, None)
+        if new_run:
+            params["new_run"] = "true"
+        return self._json("POST", "/dlq/redrive", params=params, retry=False)
+
+    def delete_dlq(self, seq: int) -> dict[str, Any]:
+        """Remove a dead letter."""
+        return self._json("DELETE", f"/dlq/{int(seq)}", retry=False)
 
     def metrics(self) -> str:
         """The Prometheus text of ``/metrics``."""
@@ -221,21 +291,28 @@ class PyocoHttpClient:
     ) -> Iterator[SseEvent]:
         """Server-sent events of the run until its terminal snapshot.
 
-        A dropped connection is resumed with ``Last-Event-ID`` (at most ``reconnects`` times
-        in a row), so no event is repeated or lost.
+        Events are ``snapshot`` (``data`` is the run), ``heartbeat`` while nothing changes,
+        and, before a stream ends early, ``timeout``, ``deleted``, ``error`` or ``closing``.
+        A dropped connection, a gateway that shuts down or ends the stream at its own time
+        limit is resumed with ``Last-Event-ID`` (at most ``reconnects`` failures in a row), so
+        no snapshot is repeated or lost. Stops after ``timeout_sec`` when given, or when the
+        run is deleted.
         """
         last_id: str | None = None
         failures = 0
         params: dict[str, Any] = {}
         if include_records:
             params["include"] = "records"
-        if timeout_sec is not None:
-            params["timeout_sec"] = timeout_sec
+        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
         while True:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                params["timeout_sec"] = remaining
             headers = {"Accept": "text/event-stream"}
             if last_id is not None:
                 headers["Last-Event-ID"] = last_id
-            finished = False
             try:
                 with self._http.stream(
                     "GET",
@@ -250,44 +327,87 @@ class PyocoHttpClient:
                             raise httpx.RemoteProtocolError("server unavailable")
                         raise PyocoHttpError(response.status_code, _body(response))
                     for event in _parse_sse(response.iter_lines()):
-                        failures = 0
                         if event.id is not None:
                             last_id = event.id
+                        if event.event in ("error", "closing"):
+                            raise httpx.RemoteProtocolError(f"stream ended: {event.event}")
+                        failures = 0
                         yield event
-                        if event.event == "snapshot" and is_terminal(
-                            (event.data or {}).get("status")
+                        if event.event == "deleted" or (
+                            event.event == "snapshot"
+                            and is_terminal((event.data or {}).get("status"))
                         ):
-                            finished = True
                             return
-                    finished = True
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > reconnects:
                     raise PyocoConnectionError(self.base_url, exc) from None
                 time.sleep(min(self.backoff * 2**failures, 5.0))
-            if finished:
+
+    def snapshots(self, run_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Each new snapshot of the run until it is terminal (the last one yielded).
+
+        Follows the run's watch stream; against a gateway without ``/watch`` it polls
+        ``GET /runs/{id}`` instead. Raises :class:`WaitTimeout` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stream = True
+        pause = 0.1
+        last: dict[str, Any] | None = None
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
+            if stream:
+                try:
+                    for event in self.watch_run(run_id, timeout_sec=remaining):
+                        if event.event != "snapshot":
+                            continue
+                        last = event.data
+                        yield last
+                        if is_terminal(last.get("status")):
+                            return
+                except PyocoHttpError as exc:
+                    if not _endpoint_missing(exc):
+                        raise
+                    stream = False
+                except PyocoConnectionError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+            snapshot = self.get_run(run_id)
+            if snapshot != last:
+                last = snapshot
+                yield snapshot
+            if is_terminal(snapshot.get("status")):
                 return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"run {run_id} is still {snapshot.get('status')}")
+            if not stream:
+                time.sleep(pause)
+                pause = min(pause * 1.5, 1.0)
 
     def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run is terminal and return its final snapshot.
 
         Raises :class:`WaitTimeout` after ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-            try:
-                for event in self.watch_run(run_id, timeout_sec=remaining):
-                    if event.event == "snapshot" and is_terminal(event.data.get("status")):
-                        return event.data
-            except PyocoConnectionError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-            snapshot = self.get_run(run_id)
-            if is_terminal(snapshot.get("status")):
-                return snapshot
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"run {run_id} is still {snapshot.get('status')}")
+        final: dict[str, Any] = {}
+        for snapshot in self.snapshots(run_id, timeout):
+            final = snapshot
+        return final
+
+
+def _endpoint_missing(exc: PyocoHttpError) -> bool:
+    """True for "this gateway has no such endpoint" (not for "no such run")."""
+    return exc.status == 405 or (exc.status == 404 and exc.err_id != "ERR-PYOCO-0005")
+
+
+def _dlq_params(
+    tag: str | None, reason: str | None, run_id: str | None, limit: int | None, before: int | None
+) -> dict[str, Any]:
+    pairs = (("tag", tag), ("reason", reason), ("run_id", run_id), ("limit", limit))
+    params = {key: value for key, value in pairs if value is not None}
+    if before is not None:
+        params["before"] = before
+    return params
 
 
 def _body(response: httpx.Response) -> Any:

@@ -119,6 +119,9 @@ class Settings:
     runs_kv_bucket: str = _setting("PYOCO_RUNS_KV_BUCKET", _NAME, "pyoco_runs")
     workers_kv_bucket: str = _setting("PYOCO_WORKERS_KV_BUCKET", _NAME, "pyoco_workers")
     workers_kv_ttl_sec: float = _setting("PYOCO_WORKERS_KV_TTL_SEC", _POSITIVE, 15.0)
+    workers_retention_sec: float = _setting(
+        "PYOCO_WORKERS_RETENTION_SEC", _number_parser(float, 0), 3600.0
+    )
     run_heartbeat_interval_sec: float = _setting("PYOCO_RUN_HEARTBEAT_INTERVAL_SEC", _POSITIVE, 1.0)
     worker_heartbeat_interval_sec: float = _setting(
         "PYOCO_WORKER_HEARTBEAT_INTERVAL_SEC", _POSITIVE, 5.0
@@ -135,6 +138,9 @@ class Settings:
     dlq_max_age_sec: float = _setting("PYOCO_DLQ_MAX_AGE_SEC", _POSITIVE, 604800.0)
     dlq_max_msgs: int = _setting("PYOCO_DLQ_MAX_MSGS", _POSITIVE_INT, 100000)
     dlq_max_bytes: int = _setting("PYOCO_DLQ_MAX_BYTES", _POSITIVE_INT, 536870912)
+    dlq_list_scan_max: int = _setting("PYOCO_DLQ_LIST_SCAN_MAX", _POSITIVE_INT, 10000)
+    run_lost_after_sec: float = _setting("PYOCO_RUN_LOST_AFTER_SEC", _POSITIVE, 30.0)
+    reconcile_interval_sec: float = _setting("PYOCO_RECONCILE_INTERVAL_SEC", _POSITIVE, 5.0)
     max_run_snapshot_bytes: int = _setting(
         "PYOCO_MAX_RUN_SNAPSHOT_BYTES", _number_parser(int, 1024), 262144
     )
@@ -158,6 +164,10 @@ class Settings:
     auth_cache_ttl_sec: float = _setting("PYOCO_AUTH_CACHE_TTL_SEC", _number_parser(float, 0), 5.0)
     jetstream_replicas: int = _setting("PYOCO_JETSTREAM_REPLICAS", _number_parser(int, 1), 1)
     cancel_grace_period_sec: float = _setting("PYOCO_CANCEL_GRACE_PERIOD_SEC", _POSITIVE, 30.0)
+    watch_heartbeat_interval_sec: float = _setting(
+        "PYOCO_WATCH_HEARTBEAT_INTERVAL_SEC", _POSITIVE, 5.0
+    )
+    watch_max_sec: float = _setting("PYOCO_WATCH_MAX_SEC", _POSITIVE, 3600.0)
     worker_concurrency: int = _setting("PYOCO_WORKER_CONCURRENCY", _POSITIVE_INT, 1)
     worker_grace_period_sec: float = _setting(
         "PYOCO_WORKER_GRACE_PERIOD_SEC", _number_parser(float, 0), 30.0
@@ -219,6 +229,13 @@ class Settings:
                 self.worker_heartbeat_interval_sec,
                 f"a number below PYOCO_WORKERS_KV_TTL_SEC ({self.workers_kv_ttl_sec})",
             )
+        if self.run_lost_after_sec <= self.run_heartbeat_interval_sec:
+            raise ConfigError(
+                "PYOCO_RUN_LOST_AFTER_SEC",
+                self.run_lost_after_sec,
+                "a number above PYOCO_RUN_HEARTBEAT_INTERVAL_SEC "
+                f"({self.run_heartbeat_interval_sec})",
+            )
         if self.http_auth_mode == "api_key" and len(self.auth_pepper) < MIN_PEPPER_CHARS:
             raise ConfigError(
                 "PYOCO_AUTH_PEPPER",
@@ -247,6 +264,12 @@ class Settings:
     def dlq_subject(self, tag: str) -> str:
         """The dead-letter subject of ``tag``."""
         return f"{self.dlq_subject_prefix}.{tag}"
+
+    @property
+    def workers_bucket_ttl_sec(self) -> float:
+        """How long the workers bucket keeps a record after its last write: the liveness TTL
+        plus the time a STOPPED or DISCONNECTED worker stays listed."""
+        return self.workers_kv_ttl_sec + self.workers_retention_sec
 
     def consumer_name(self, tag: str) -> str:
         """The durable pull-consumer name shared by every worker serving ``tag``."""

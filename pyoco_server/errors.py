@@ -27,6 +27,10 @@ ERROR_MESSAGES: dict[int, str] = {
     21: "a request with this Idempotency-Key is still in progress",
     22: "internal server error",
     23: "worker execution process could not start",
+    28: "dead-letter entry not found",
+    29: "dead letter cannot be redriven",
+    30: "run lost: its worker stopped heartbeating or its job exhausted MaxDeliver",
+    31: "worker id already in use by a live worker",
 }
 
 

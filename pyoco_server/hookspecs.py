@@ -88,14 +88,18 @@ def pyoco_enrich_snapshot(
 ) -> dict[str, Any] | None:
     """Add fields to a run snapshot before it is written to KV.
 
-    Called whenever a snapshot is written: by the gateway when a run is submitted, and by the
-    worker when it starts, as tasks progress, on heartbeats and when it finishes.
+    Called whenever a snapshot is written: by the gateway when a run is submitted or a cancel
+    is requested, and by the worker when it starts, as tasks progress, on heartbeats and when
+    it finishes.
 
     :param snapshot: the snapshot about to be written. Read-only: return additions instead.
     :param job: the job the run came from (with ``workflow_yaml`` for YAML runs), or ``None``
         when the writer no longer has it.
     :param event: why the snapshot is written: ``submitted``, ``started``, ``progress``,
-        ``heartbeat``, ``finished``, ``cancelled`` or ``failed``.
+        ``heartbeat``, ``finished``, ``cancelled``, ``failed``, ``cancel_requested`` (the
+        gateway's cancel: the snapshot's status is then CANCELLED for a run that was PENDING,
+        CANCELLING for one that was RUNNING) or ``retrying`` (an attempt failed and a
+        ``pyoco_failure_disposition`` sent the run back to PENDING for a retry).
     :return: a dict of fields to merge into the snapshot, or ``None`` for nothing. Results of
         all plugins are merged in call order (later plugins win on a clash); the core fields
         (``run_id``, ``status``, ``tasks``, …) cannot be overridden.
@@ -120,9 +124,11 @@ def pyoco_failure_disposition(failure: Failure, settings: Settings) -> Dispositi
         ``max_deliver``.
     :param settings: the worker's settings.
     :return: a :class:`~pyoco_server.model.Disposition` — the queue action (``ack``, ``nak``
-        with ``delay_sec``, ``term``), the snapshot status to write (``FAILED`` or ``None`` to
-        leave the snapshot alone) and the DLQ reason (``None`` for no dead letter) — or
-        ``None`` to let the next plugin decide.
+        with ``delay_sec``, ``term``), the snapshot status to write (``FAILED``; ``PENDING``
+        together with ``nak`` to retry: the run waits, PENDING, for its redelivery; or ``None``
+        to leave the snapshot alone) and the DLQ reason (``None`` for no dead letter) — or
+        ``None`` to let the next plugin decide. Never combine ``nak`` with ``FAILED``: the
+        redelivered job would find its run terminal and be ACKed without running.
 
     **firstresult**: stops at the first non-``None`` result. The built-in ``dlq`` plugin
     implements the contract's table and runs last (``trylast``).

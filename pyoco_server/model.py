@@ -66,7 +66,11 @@ class Failure:
 
 @dataclass(frozen=True)
 class Disposition:
-    """What the worker does with a failed job: queue action, snapshot status, dead letter."""
+    """What the worker does with a failed job: queue action, snapshot status, dead letter.
+
+    ``snapshot_status`` is ``FAILED`` (or another terminal status) to end the run, ``PENDING``
+    with ``action="nak"`` to retry it after ``delay_sec``, or ``None`` to leave it alone.
+    """
 
     action: QueueAction
     snapshot_status: str | None = None

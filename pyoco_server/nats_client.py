@@ -94,7 +94,7 @@ def kv_configs(settings: Settings) -> list[KeyValueConfig]:
         KeyValueConfig(
             bucket=settings.workers_kv_bucket,
             history=1,
-            ttl=settings.workers_kv_ttl_sec,
+            ttl=settings.workers_bucket_ttl_sec,
             replicas=replicas,
         ),
         KeyValueConfig(bucket=settings.auth_kv_bucket, history=1, replicas=replicas),

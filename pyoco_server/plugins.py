@@ -87,10 +87,17 @@ class PyocoPluginManager(pluggy.PluginManager):
         }
 
 
-def _import_path_plugin(spec: str) -> Any:
-    """Import a plugin given as ``package.module`` or ``path/to/file.py``."""
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
-        path = Path(spec).expanduser().resolve()
+def _split_attribute(spec: str) -> tuple[str, str | None]:
+    """``target:attr`` → ``(target, attr)``; anything else → ``(spec, None)``."""
+    target, sep, attr = spec.rpartition(":")
+    if sep and target and attr.isidentifier() and len(target) > 1:
+        return target, attr
+    return spec, None
+
+
+def _import_module(spec: str, target: str) -> Any:
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser().resolve()
         if not path.is_file():
             raise PluginLoadError(spec, f"file {path} does not exist")
         module_name = f"pyoco_server_plugin_{path.stem}_{abs(hash(str(path))):x}"
@@ -106,9 +113,25 @@ def _import_path_plugin(spec: str) -> Any:
             raise PluginLoadError(spec, f"import failed: {type(exc).__name__}: {exc}") from exc
         return module
     try:
-        return importlib.import_module(spec)
+        return importlib.import_module(target)
     except Exception as exc:
         raise PluginLoadError(spec, f"import failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _import_path_plugin(spec: str) -> Any:
+    """Import a plugin given as ``package.module`` or ``path/to/file.py``.
+
+    Either may end in ``:attr`` to name an object inside the module (a configured plugin
+    instance, say) instead of the module itself.
+    """
+    target, attr = _split_attribute(spec)
+    module = _import_module(spec, target)
+    if attr is None:
+        return module
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise PluginLoadError(spec, f"{target} has no attribute {attr!r}") from None
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
@@ -211,7 +234,7 @@ def build_plugin_manager(
                 dist.name if dist else None,
                 dist.version if dist else None,
             )
-        elif "." in name or "/" in name or name.endswith(".py"):
+        elif any(mark in name for mark in (".", "/", ":")):
             register(name, _import_path_plugin(name), source, None, None)
         else:
             known = ", ".join(sorted([*installed, *BUILTIN_PLUGINS])) or "none"
@@ -231,30 +254,3 @@ def build_plugin_manager(
         callers = pm.get_hookcallers(plugin) or []
         info.hooks = sorted(caller.name for caller in callers)
     return pm
-
-
-def enable_tracing(pm: pluggy.PluginManager, log: Any) -> None:
-    """Log every hook call with a summary of its arguments and its result."""
-
-    def summarise(value: Any) -> str:
-        text = repr(value)
-        return text if len(text) <= 200 else text[:197] + "..."
-
-    def before(hook_name: str, impls: Sequence[Any], kwargs: dict[str, Any]) -> None:
-        log.info(
-            "hook_call",
-            hook=hook_name,
-            plugins=[impl.plugin_name for impl in impls],
-            args={key: summarise(value) for key, value in kwargs.items() if key != "settings"},
-        )
-
-    def after(outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: dict[str, Any]):
-        exception = outcome.exception
-        log.info(
-            "hook_result",
-            hook=hook_name,
-            result=None if exception else summarise(outcome.get_result()),
-            error=repr(exception) if exception else None,
-        )
-
-    pm.add_hookcall_monitoring(before, after)

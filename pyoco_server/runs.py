@@ -43,6 +43,8 @@ CORE_FIELDS = frozenset(
         "api_key_id",
         "attempt",
         "attempts",
+        "job_stream_seq",
+        "num_delivered",
     }
 )
 PREVIEW_CHARS = 1024

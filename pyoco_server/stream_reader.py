@@ -48,11 +48,14 @@ async def read_stream(
     *,
     batch: int = 512,
     fetch_timeout: float = 2.0,
+    until_seq: int | None = None,
 ) -> int:
     """Deliver every message of ``stream`` matching ``subject`` from ``start_seq`` on.
 
     ``on_batch`` receives the records in stream order, batch by batch; reading stops once the
-    consumer has nothing pending (messages written meanwhile may be included). The consumer is
+    consumer has nothing pending (messages written meanwhile may be included), or with
+    ``until_seq`` once it passed that sequence (later records are not delivered, and no batch
+    asks for more messages than the window can still hold). The consumer is
     ephemeral, unacknowledged and in memory; it is deleted afterwards and reaped by the server
     if this process dies first. Returns the number of records read.
 
@@ -76,9 +79,12 @@ async def read_stream(
         subscription = await js.pull_subscribe_bind(consumer=name, stream=stream)
         try:
             expected = 1
+            position = max(start_seq, 1)
             while True:
-                messages = await subscription.fetch(batch, timeout=fetch_timeout)
+                size = batch if until_seq is None else max(1, min(batch, until_seq - position + 1))
+                messages = await subscription.fetch(size, timeout=fetch_timeout)
                 records = []
+                passed = False
                 for message in messages:
                     metadata = message.metadata
                     if metadata.sequence.consumer != expected:
@@ -87,6 +93,10 @@ async def read_stream(
                             f"(got {metadata.sequence.consumer})"
                         )
                     expected += 1
+                    position = metadata.sequence.stream + 1
+                    if until_seq is not None and metadata.sequence.stream > until_seq:
+                        passed = True
+                        break
                     headers = message.headers or {}
                     records.append(
                         StreamRecord(
@@ -98,7 +108,9 @@ async def read_stream(
                     )
                 on_batch(records)
                 read += len(records)
-                if not messages or messages[-1].metadata.num_pending == 0:
+                if passed or not messages or messages[-1].metadata.num_pending == 0:
+                    break
+                if until_seq is not None and position > until_seq:
                     break
         finally:
             with contextlib.suppress(Exception):

@@ -9,8 +9,8 @@ import uuid
 
 from pyoco_server.config import Settings
 
-#: DLQ size limit of a test's streams (the contract default is 512 MiB).
-TEST_DLQ_MAX_BYTES = 8 * 1024 * 1024
+#: The DLQ stream size of test resources (the default is 512 MiB).
+TEST_DLQ_MAX_BYTES = 16 * 1024 * 1024
 
 
 def isolated_settings(url: str, **overrides: object) -> Settings:
@@ -26,8 +26,9 @@ def isolated_settings(url: str, **overrides: object) -> Settings:
         "workers_kv_bucket": f"workers_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
-        # JetStream reserves a stream's max_bytes up front: at the default 512 MiB the test
-        # server (max storage ~75% of the free disk) refuses new DLQ streams after ~100 tests.
+        # JetStream reserves a stream's max_bytes against the server's storage limit (75 % of
+        # the free disk): with the default 512 MiB per DLQ stream, a session server runs out
+        # after about a hundred tests ("insufficient storage resources available").
         "dlq_max_bytes": TEST_DLQ_MAX_BYTES,
     }
     values.update(overrides)

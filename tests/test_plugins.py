@@ -154,3 +154,29 @@ def test_plugins_command_unknown_plugin_exits_1_with_error_id():
     assert result.returncode == 1
     assert "ERR-PYOCO-0017" in result.stderr and "'nope'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_import_path_may_name_an_object_in_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    plugin_file = tmp_path / "object_plugin.py"
+    plugin_file.write_text(
+        "from pyoco_server.hookspecs import hookimpl\n"
+        "class Stamp:\n"
+        "    def __init__(self, team):\n"
+        "        self.team = team\n"
+        "    @hookimpl\n"
+        "    def pyoco_enrich_snapshot(self, snapshot, job, event):\n"
+        "        return {'team': self.team}\n"
+        "plugin = Stamp('objects')\n"
+    )
+    pm = build_plugin_manager(plugins=[f"{plugin_file}:plugin"])
+    assert {"team": "objects"} in pm.hook.pyoco_enrich_snapshot(
+        snapshot={}, job=None, event="started"
+    )
+    assert pm.infos[f"{plugin_file}:plugin"].module.startswith("pyoco_server_plugin_object")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = build_plugin_manager(plugins=["object_plugin:plugin"])
+    assert pm.infos["object_plugin:plugin"].hooks == ["pyoco_enrich_snapshot"]
+    with pytest.raises(PluginLoadError, match="has no attribute 'nope'"):
+        build_plugin_manager(plugins=[f"{plugin_file}:nope"])

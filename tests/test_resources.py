@@ -28,12 +28,14 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
     assert work.config.subjects == [f"{settings.work_subject_prefix}.>"]
     dlq = await js.stream_info(settings.dlq_stream)
     assert dlq.config.max_msgs == 100000 and dlq.config.max_bytes == settings.dlq_max_bytes
-    assert Settings().dlq_max_bytes == 536870912  # the contract default (tests use less)
+    assert Settings().dlq_max_bytes == 536870912  # tests use a smaller one (tests/isolation.py)
     assert abs(dlq.config.max_age - 604800) < 1
     runs = await js.key_value(settings.runs_kv_bucket)
     assert (await runs.status()).history == 1
     workers = await (await js.key_value(settings.workers_kv_bucket)).status()
-    assert abs(workers.ttl - settings.workers_kv_ttl_sec) < 0.01
+    # records outlive the liveness TTL so a dead worker stays listed as DISCONNECTED
+    expected_ttl = settings.workers_kv_ttl_sec + settings.workers_retention_sec
+    assert abs(workers.ttl - expected_ttl) < 0.01
 
     assert await ensure_resources(js, settings) == []
 

@@ -37,6 +37,13 @@ def job(flow_name: str, **params) -> dict:
     return build_job(f"run-{flow_name}", flow_name, "default", ["default"], params)
 
 
+async def _wait_until_waiting(execution) -> None:
+    await wait_until(
+        lambda: asyncio.sleep(0, execution.tasks.get("wait_for_file") == "RUNNING"),
+        what="wait_for_file to run",
+    )
+
+
 async def test_cancel_during_the_last_task_completes_otherwise_cancels(pool, tmp_path):
     # pyoco returns CANCELLING when the cancel arrives during the last task: every task
     # succeeded, so the run is COMPLETED.
@@ -44,7 +51,7 @@ async def test_cancel_during_the_last_task_completes_otherwise_cancels(pool, tmp
     execution = await pool.run(
         job("marker_wait", marker=str(tmp_path / "m1"), release=str(release))
     )
-    await wait_until(lambda: asyncio.sleep(0, (tmp_path / "m1").exists()), what="start")
+    await _wait_until_waiting(execution)  # the last task runs: the cancel lands during it
     execution.request_cancel()
     release.touch()
     outcome = await execution.outcome()
@@ -56,7 +63,7 @@ async def test_cancel_during_the_last_task_completes_otherwise_cancels(pool, tmp
     execution = await pool.run(
         job("marker_wait_nap", marker=str(tmp_path / "m2"), release=str(release), seconds=0)
     )
-    await wait_until(lambda: asyncio.sleep(0, (tmp_path / "m2").exists()), what="start")
+    await _wait_until_waiting(execution)
     execution.request_cancel()
     release.touch()
     outcome = await execution.outcome()

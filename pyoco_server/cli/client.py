@@ -82,12 +82,14 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def print_json(document: Any, out: TextIO = sys.stdout) -> None:
+def print_json(document: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
     out.write(json.dumps(document, ensure_ascii=False) + "\n")
     out.flush()
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO = sys.stdout):
+def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO | None = None):
+    out = out or sys.stdout
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     header = [column.upper() for column in columns]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
@@ -143,18 +145,8 @@ class Progress:
 def follow(client: PyocoHttpClient, run_id: str, timeout: float | None) -> dict[str, Any]:
     """Follow a run to its end, drawing progress; return the terminal snapshot."""
     progress = Progress()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    final: dict[str, Any] | None = None
-    for event in client.watch_run(run_id, timeout_sec=timeout):
-        if event.event != "snapshot":
-            continue
-        progress.update(event.data)
-        if is_terminal(event.data.get("status")):
-            final = event.data
-            break
-    if final is None:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-        final = client.wait(run_id, timeout=remaining)
+    final: dict[str, Any] = {}
+    for final in client.snapshots(run_id, timeout):
         progress.update(final)
     return final
 
@@ -236,12 +228,117 @@ def cmd_cancel(client: PyocoHttpClient, args: argparse.Namespace) -> int:
 
 
 def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
-    workers = client.list_workers()
+    states = [item.strip() for item in (args.state or "").split(",") if item.strip()]
+    workers = client.list_workers(
+        state=states or None, include_stopped=False if args.exclude_stopped else None
+    )
     if args.output == "table":
         print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
     else:
         print_json(workers)
     return EXIT_OK
+
+
+DLQ_COLUMNS = ["seq", "timestamp", "reason", "run_id", "flow_name", "tag", "num_delivered", "error"]
+#: Longest error shown in a ``dlq list --output table`` cell.
+TABLE_ERROR_CHARS = 60
+
+
+def _dlq_filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {"tag": args.tag, "reason": args.reason, "run_id": args.run_id, "limit": args.limit}
+
+
+def cmd_dlq_list(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    entries, cursor = client.list_dlq_page(before=args.before, **_dlq_filters(args))
+    if args.output == "table":
+        rows = [
+            {**entry, "error": _one_line(entry.get("error"), TABLE_ERROR_CHARS)}
+            for entry in entries
+        ]
+        print_table(rows, DLQ_COLUMNS)
+        if cursor is not None:
+            print(f"more: pyoco-client dlq list --before {cursor} ...", file=sys.stderr)
+    else:
+        print_json(entries)
+    return EXIT_OK
+
+
+def _one_line(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cmd_dlq_show(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    print_json(client.get_dlq(args.seq))
+    return EXIT_OK
+
+
+def cmd_dlq_redrive(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    print_json(client.redrive_dlq(args.seq, new_run=args.new_run))
+    return EXIT_OK
+
+
+def cmd_dlq_redrive_all(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    report = client.redrive_dlq_bulk(new_run=args.new_run, **_dlq_filters(args))
+    print_json(report)
+    return EXIT_ERROR if report.get("failed") else EXIT_OK
+
+
+def cmd_dlq_delete(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    print_json(client.delete_dlq(args.seq))
+    return EXIT_OK
+
+
+def _add_dlq_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tag", help="only entries of this tag")
+    parser.add_argument(
+        "--reason", help="only entries with this reason (execution_error, lost, max_deliveries…)"
+    )
+    parser.add_argument("--run-id", help="only entries of this run")
+    parser.add_argument("--limit", type=int, help="at most N entries (1..200, default 50)")
+
+
+def add_dlq_commands(commands: Any) -> None:
+    """``pyoco-client dlq list|show|redrive|redrive-all|delete``."""
+    dlq = commands.add_parser(
+        "dlq",
+        help="dead letters: list, show, redrive, delete",
+        description="Inspect and act on the dead-letter queue (failed jobs).",
+    )
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="dead letters, newest first")
+    _add_dlq_filters(listing)
+    listing.add_argument("--before", type=int, help="only entries older than this seq")
+    listing.add_argument("--output", choices=("json", "table"), default="json")
+    listing.set_defaults(handler=cmd_dlq_list)
+
+    show = actions.add_parser("show", help="one dead letter with its original job")
+    show.add_argument("seq", type=int)
+    show.set_defaults(handler=cmd_dlq_show)
+
+    redrive = actions.add_parser(
+        "redrive", help="queue the dead job again as a new attempt of its run"
+    )
+    redrive.add_argument("seq", type=int)
+    redrive.add_argument("--new-run", action="store_true", help="queue it as a fresh run")
+    redrive.set_defaults(handler=cmd_dlq_redrive)
+
+    redrive_all = actions.add_parser(
+        "redrive-all",
+        help="redrive every entry `dlq list` shows with the same filters",
+        description="Redrive, newest first, the entries `dlq list` shows with the same "
+        "filters; prints a report (exit 1 when some failed).",
+    )
+    _add_dlq_filters(redrive_all)
+    redrive_all.add_argument("--new-run", action="store_true", help="queue them as fresh runs")
+    redrive_all.set_defaults(handler=cmd_dlq_redrive_all)
+
+    delete = actions.add_parser("delete", help="remove a dead letter")
+    delete.add_argument("seq", type=int)
+    delete.set_defaults(handler=cmd_dlq_delete)
 
 
 def cmd_metrics(client: PyocoHttpClient, args: argparse.Namespace) -> int:
@@ -335,8 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.set_defaults(handler=cmd_cancel)
 
     workers = commands.add_parser("workers", help="worker hosts and their states")
+    workers.add_argument(
+        "--state", metavar="S[,S...]", help="only IDLE, RUNNING, STOPPED and/or DISCONNECTED"
+    )
+    workers.add_argument("--exclude-stopped", action="store_true", help="leave STOPPED workers out")
     workers.add_argument("--output", choices=("json", "table"), default="json")
     workers.set_defaults(handler=cmd_workers)
+
+    add_dlq_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
     metrics.set_defaults(handler=cmd_metrics)
@@ -364,6 +467,12 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
 
 
+#: Hints for error IDs whose status alone says too little.
+ERROR_HINTS = {
+    "ERR-PYOCO-0020": "this gateway does not offer that endpoint; is it an older version?",
+    "ERR-PYOCO-0028": "list the entries with `pyoco-client dlq list`",
+    "ERR-PYOCO-0029": "see the reason; `pyoco-client get RUN_ID` shows the run",
+}
 HINTS = {
     401: "pass --api-key or set PYOCO_API_KEY",
     403: "the API key is unknown or revoked; ask an operator for a new one",
@@ -383,7 +492,7 @@ def _http_error_line(exc: PyocoHttpError) -> str:
             + (f", key: {exc.body.get('key')}" if exc.body.get("key") else "")
             + "]"
         )
-    hint = HINTS.get(exc.status)
+    hint = ERROR_HINTS.get(exc.err_id or "") or HINTS.get(exc.status)
     return f"{exc.err_id or 'HTTP ' + str(exc.status)}: {exc.detail}{extra}" + (
         f" — {hint}" if hint else ""
     )

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 from ..config import Settings
 from ..errors import PyocoServerError
+from ..hook_trace import TRACE_LOGGER, enable_tracing
+from ..log import get_logger
 from ..plugins import PluginOptions, PyocoPluginManager, build_plugin_manager
 
 T = TypeVar("T")
@@ -76,14 +78,20 @@ def plugin_selection(
 def make_plugin_manager(
     args: argparse.Namespace, settings: Settings, flow_resolver: str | None = None
 ) -> PyocoPluginManager:
-    """Build the plugin manager from ``--plugins`` / ``-p`` (which win) and the environment."""
+    """Build the plugin manager from ``--plugins`` / ``-p`` (which win) and the environment.
+
+    With ``PYOCO_TRACE_PLUGINS`` on, every hook call is logged (:mod:`pyoco_server.hook_trace`).
+    """
     allow, disable, also = plugin_selection(args, settings)
-    return build_plugin_manager(
+    pm = build_plugin_manager(
         plugins=allow,
         disable=disable,
         also=also,
         options=PluginOptions(flow_resolver=flow_resolver),
     )
+    if settings.trace_plugins:
+        enable_tracing(pm, get_logger(TRACE_LOGGER))
+    return pm
 
 
 def run_command(func: Callable[[], int]) -> int:

@@ -116,6 +116,7 @@ def _up(args: argparse.Namespace) -> int:
 
     from ..embedded import EmbeddedNats
     from ..gateway.app import create_app
+    from ..gateway.server import GRACEFUL_SHUTDOWN_SEC, GatewayServer
 
     settings = load_settings({"nats_url": args.nats_url}, {"nats_url": "--nats-url"})
     configure_logging(settings, "pyoco-server:http")
@@ -142,8 +143,9 @@ def _up(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SEC,
         )
-        server = uvicorn.Server(config)
+        server = GatewayServer(config, app)
         log.info("gateway_starting", host=args.host, port=args.port)
         server.run()
         return EXIT_OK

@@ -10,8 +10,7 @@ import structlog
 
 from .. import __version__
 from ..config import env_var, validate_tag
-from ..log import configure_logging, get_logger
-from ..plugins import enable_tracing
+from ..log import configure_logging
 from ..worker.host import (
     PluginSelection,
     WorkerHost,
@@ -142,8 +141,6 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings, "pyoco-server:worker")
     structlog.contextvars.bind_contextvars(worker_id=options.worker_id)
     pm = make_plugin_manager(args, settings)
-    if settings.trace_plugins:
-        enable_tracing(pm, get_logger("pyoco_server.plugins"))
     return run_async(WorkerHost(settings, options, pm).run())
 
 

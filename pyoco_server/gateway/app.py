@@ -10,11 +10,19 @@ from ..config import Settings
 from .auth import install_auth
 from .dashboard import install_dashboard
 from .errors import install_error_handling
+from .resources.dlq import (
+    DlqBulkRedriveResource,
+    DlqEntryResource,
+    DlqRedriveResource,
+    DlqResource,
+)
 from .resources.runs import (
+    RunCancelResource,
     RunCountsResource,
     RunResource,
     RunsResource,
     RunTasksResource,
+    RunWatchResource,
     RunYamlResource,
 )
 from .resources.system import (
@@ -41,14 +49,27 @@ class Lifespan:
         await self.services.stop()
 
 
-def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None) -> falcon.asgi.App:
+class GatewayApp(falcon.asgi.App):
+    """The Falcon ASGI application of the gateway, with its :class:`GatewayServices`."""
+
+    def __init__(self, services: GatewayServices, **options: Any) -> None:
+        super().__init__(**options)
+        self.services = services
+
+    async def end_streams(self) -> None:
+        """End the open watch streams (call it when the server begins to shut down: they
+        would otherwise keep their connections, and so the shutdown, open)."""
+        await self.services.watchers.close_all()
+
+
+def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None) -> GatewayApp:
     """The gateway application for ``settings`` with the plugin manager ``pm``.
 
     The authentication middleware runs first (it sets ``req.context.tenant_id`` and
     ``api_key_id`` for the resources); ``middleware`` runs after it, in order.
     """
     services = GatewayServices(settings, pm)
-    app = falcon.asgi.App(middleware=[Lifespan(services)])
+    app = GatewayApp(services, middleware=[Lifespan(services)])
     install_auth(app, settings, services.nats)
     for component in middleware or []:
         app.add_middleware(component)
@@ -62,7 +83,13 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/counts", RunCountsResource(services))
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
+    app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
+    app.add_route("/runs/{run_id}/watch", RunWatchResource(services))
     app.add_route("/workers", WorkersResource(services))
+    app.add_route("/dlq", DlqResource(services))
+    app.add_route("/dlq/redrive", DlqBulkRedriveResource(services))
+    app.add_route("/dlq/{seq}", DlqEntryResource(services))
+    app.add_route("/dlq/{seq}/redrive", DlqRedriveResource(services))
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services))
     app.add_route("/openapi.json", OpenApiResource())

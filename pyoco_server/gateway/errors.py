@@ -30,6 +30,8 @@ BODY_TOO_LARGE = 19
 NO_SUCH_ENDPOINT = 20
 IDEMPOTENCY_IN_PROGRESS = 21
 INTERNAL_ERROR = 22
+DEAD_LETTER_NOT_FOUND = 28
+CANNOT_REDRIVE = 29
 
 #: Exceptions that mean "NATS cannot serve this request right now" (answered 503).
 NATS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -92,6 +94,12 @@ def invalid(detail: str, errors: list[dict[str, str]] | None = None) -> ApiError
 def run_not_found(run_id: str) -> ApiError:
     """The 404 of a run that does not exist or belongs to another tenant."""
     return ApiError(404, RUN_NOT_FOUND, f"run {run_id!r} not found")
+
+
+def cannot_redrive(seq: int, reason: str, detail: str, **extra: Any) -> ApiError:
+    """The 409 of a redrive that is refused; ``reason`` is a code (``run_not_terminal``,
+    ``already_redriven``, ``redrive_in_progress``, ``no_job``, ``run_missing``)."""
+    return ApiError(409, CANNOT_REDRIVE, detail, reason=reason, seq=seq, **extra)
 
 
 def nats_unavailable(detail: str = "NATS is unavailable; retry shortly") -> ApiError:

@@ -2,7 +2,8 @@
 
 Every scrape reads: run counts by status from the run index (kept current by counters, see
 :mod:`.run_index`), the worker liveness bucket (one short stream read, O(workers)), the work
-stream's per-subject message counts and its consumers, and the DLQ stream's size. The values
+stream's per-subject message counts and its consumers, one message lookup per tag with waiting
+jobs (the age of the oldest, see :mod:`.queues`), and the DLQ stream's size. The values
 are gathered first and then written into the gauges and rendered without an ``await`` in
 between, so concurrent scrapes never interleave.
 """
@@ -14,8 +15,9 @@ import asyncio
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .queues import oldest_waiting_ages
 from .services import GatewayServices
-from .workers import WORKER_STATES, list_workers
+from .workers import WORKER_STATES, list_workers, serving
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
@@ -59,9 +61,26 @@ class GatewayMetrics:
             ["tag"],
             registry=self.registry,
         )
+        self.watchers_open = Gauge(
+            "pyoco_watchers_open",
+            "Watch streams (GET /runs/{run_id}/watch) this gateway has open now.",
+            registry=self.registry,
+        )
         self.queue_in_flight = Gauge(
             "pyoco_queue_in_flight",
             "Jobs delivered to a worker and not yet acknowledged, from the tag's consumer.",
+            ["tag"],
+            registry=self.registry,
+        )
+        self.queue_oldest_age = Gauge(
+            "pyoco_queue_oldest_age_seconds",
+            "Age of the oldest job on pyoco.work.<tag> not yet delivered to a worker (0: none).",
+            ["tag"],
+            registry=self.registry,
+        )
+        self.queue_workers = Gauge(
+            "pyoco_queue_workers",
+            "Live workers pulling jobs of the tag (0 with jobs waiting: nobody will run them).",
             ["tag"],
             registry=self.registry,
         )
@@ -84,12 +103,25 @@ class GatewayMetrics:
             if subject.startswith(prefix)
         }
         per_consumer: dict[str, tuple[int, int]] = {}
+        consumer_of: dict[str, object] = {}
         for consumer in consumers:
             subject = consumer.config.filter_subject or ""
             if subject.startswith(prefix) and consumer.config.durable_name:
                 tag = subject[len(prefix) :]
                 per_consumer[tag] = (consumer.num_pending or 0, consumer.num_ack_pending or 0)
+                consumer_of[tag] = consumer
                 depth.setdefault(tag, 0)
+        for worker in workers:
+            for tag in worker.get("tags") or ():
+                if isinstance(tag, str) and worker.get("alive"):
+                    depth.setdefault(tag, 0)
+        ages = await oldest_waiting_ages(
+            js,
+            settings,
+            [tag for tag, count in depth.items() if count],
+            consumer_of,
+            work.state.first_seq,
+        )
 
         self.runs.clear()
         for status, count in index.status_counts().items():
@@ -101,10 +133,19 @@ class GatewayMetrics:
                 sum(1 for worker in workers if worker["state"] == state)
             )
         self.dlq_messages.set(dlq.state.messages)
-        for gauge in (self.queue_depth, self.queue_pending, self.queue_in_flight):
+        self.watchers_open.set(services.watchers.open)
+        for gauge in (
+            self.queue_depth,
+            self.queue_pending,
+            self.queue_in_flight,
+            self.queue_oldest_age,
+            self.queue_workers,
+        ):
             gauge.clear()
         for tag, count in sorted(depth.items()):
             self.queue_depth.labels(tag=tag).set(count)
+            self.queue_oldest_age.labels(tag=tag).set(round(ages.get(tag, 0.0), 3))
+            self.queue_workers.labels(tag=tag).set(len(serving(workers, tag)))
         for tag, (pending, in_flight) in sorted(per_consumer.items()):
             self.queue_pending.labels(tag=tag).set(pending)
             self.queue_in_flight.labels(tag=tag).set(in_flight)

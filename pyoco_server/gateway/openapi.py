@@ -213,6 +213,43 @@ def _schemas() -> dict[str, Any]:
                 },
                 "worker_heartbeat_at": {"description": "the worker's last heartbeat"},
                 "worker_tags": {"type": ["array", "null"], "items": {"type": "string"}},
+                "cancel_requested_at": {
+                    "type": "number",
+                    "description": "when a cancel was first requested (epoch seconds)",
+                },
+                "cancel_requested_by": {
+                    "type": "string",
+                    "description": "the API key id that requested the cancel (auth on)",
+                },
+                "attempt": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "1, plus one per redrive (POST /dlq/{seq}/redrive)",
+                },
+                "attempts": {
+                    "type": "array",
+                    "description": "the ended attempts before a redrive, oldest first",
+                    "items": _ref("schemas", "EndedAttempt"),
+                },
+                "job_stream_seq": {
+                    "type": ["integer", "null"],
+                    "description": "work-stream sequence of the job the worker claimed",
+                },
+                "num_delivered": {
+                    "type": ["integer", "null"],
+                    "description": "delivery count of the job when the worker claimed it",
+                },
+                "queue": {
+                    "type": "object",
+                    "description": "PENDING runs only: the run's tag and how many live workers "
+                    "serve it; 'note' when none does (the run waits, it is not failed)",
+                    "required": ["tag", "workers"],
+                    "properties": {
+                        "tag": {"type": "string"},
+                        "workers": {"type": "integer", "minimum": 0},
+                        "note": {"type": "string"},
+                    },
+                },
             },
         },
         "RunTasks": {
@@ -243,9 +280,15 @@ def _schemas() -> dict[str, Any]:
                 "state": {
                     "type": "string",
                     "enum": list(WORKER_STATES),
-                    "description": "DISCONNECTED: no heartbeat within PYOCO_WORKERS_KV_TTL_SEC",
+                    "description": "DISCONNECTED: no heartbeat within PYOCO_WORKERS_KV_TTL_SEC; "
+                    "DISCONNECTED and STOPPED workers stay listed for "
+                    "PYOCO_WORKERS_RETENTION_SEC",
                 },
                 "alive": {"type": "boolean"},
+                "heartbeat_age_sec": {
+                    "type": ["number", "null"],
+                    "description": "seconds since the last heartbeat",
+                },
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "heartbeat_at": {"description": "the worker's last heartbeat"},
                 "current_run_id": {"type": ["string", "null"]},
@@ -510,16 +553,110 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/runs/{run_id}/cancel": {
+            "post": {
+                "operationId": "cancelRun",
+                "summary": "Cancel a run (idempotent)",
+                "description": "Recorded with compare-and-set against the worker's writes, so a "
+                "cancel is never lost and a terminal run is never changed. PENDING becomes "
+                "CANCELLED at once (end_time, cancel_requested_at, and cancel_requested_by = "
+                "the caller's API key id when authentication is on); its queued job is "
+                "acknowledged without executing when a worker takes it. RUNNING becomes "
+                "CANCELLING: its worker notices within about PYOCO_RUN_HEARTBEAT_INTERVAL_SEC, "
+                "cancels the flow through pyoco (tasks not started become CANCELLED) and writes "
+                "CANCELLED, or COMPLETED when every task had already succeeded; a task that "
+                "ignores the cancel is stopped hard after PYOCO_CANCEL_GRACE_PERIOD_SEC. "
+                "CANCELLING and terminal runs are answered unchanged. No request body.",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(
+                        _ref("schemas", "RunSnapshot"),
+                        "the run's snapshot after the request (without task_records)",
+                    ),
+                    **_errors(404, 503),
+                },
+            }
+        },
+        "/runs/{run_id}/watch": {
+            "get": {
+                "operationId": "watchRun",
+                "summary": "Follow a run live (server-sent events) until it ends",
+                "description": "text/event-stream, pushed by a JetStream KV watch on the run. "
+                "Events: `snapshot` (id = the KV revision, data = the run as GET "
+                "/runs/{run_id} shows it; the first is the current snapshot, then one per "
+                "change; the stream ends after the terminal one), `heartbeat` (data {ts}, no "
+                "id) after PYOCO_WATCH_HEARTBEAT_INTERVAL_SEC without a change, `timeout` "
+                "(timeout_sec passed; the stream ends), `deleted` (the run was removed; the "
+                "stream ends), `error` (NATS failed after the stream started: the error JSON "
+                "shape; reconnect). Reconnect with Last-Event-ID to resume without repeats.",
+                "parameters": [
+                    run_id,
+                    _query(
+                        "include",
+                        {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["records", "full", "all"]},
+                        },
+                        "as on GET /runs/{run_id}: records adds task_records to every snapshot",
+                        explode=True,
+                    ),
+                    _query(
+                        "timeout_sec",
+                        {"type": "number", "exclusiveMinimum": 0},
+                        "end the stream (event timeout) after this many seconds; values above "
+                        "PYOCO_WATCH_MAX_SEC (3600) are lowered to it, which is also the default",
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "the id of the last event the client received: only "
+                        "snapshots with a higher revision are sent (an empty stream when that "
+                        "was the terminal snapshot)",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the event stream",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "example": 'event: snapshot\nid: 42\ndata: {"run_id": '
+                                '"…", "status": "RUNNING", …}\n\n',
+                            }
+                        },
+                    },
+                    **_errors(404, 422, 503),
+                },
+            }
+        },
         "/workers": {
             "get": {
                 "operationId": "listWorkers",
-                "summary": "Workers in the liveness bucket",
+                "summary": "Workers and their states",
+                "description": "IDLE, RUNNING, STOPPED (said so at shutdown) or DISCONNECTED "
+                "(no heartbeat within PYOCO_WORKERS_KV_TTL_SEC). A stopped or disconnected "
+                "worker stays listed for PYOCO_WORKERS_RETENTION_SEC.",
+                "parameters": [
+                    _query(
+                        "state",
+                        {"type": "array", "items": {"type": "string", "enum": list(WORKER_STATES)}},
+                        "only workers in these states (repeatable or comma-separated)",
+                        explode=True,
+                    ),
+                    _query(
+                        "include_stopped",
+                        {"type": "boolean", "default": True},
+                        "false: leave STOPPED workers out",
+                    ),
+                ],
                 "responses": {
                     "200": _json(
                         {"type": "array", "items": _ref("schemas", "Worker")},
                         "workers by id; [] when there are none",
                     ),
-                    **_errors(503),
+                    **_errors(422, 503),
                 },
             }
         },
@@ -544,7 +681,9 @@ def _paths() -> dict[str, Any]:
                 "summary": "Prometheus metrics",
                 "description": "pyoco_runs_total{status}, pyoco_workers_alive_total, "
                 "pyoco_workers{state}, pyoco_dlq_messages_total, pyoco_queue_depth{tag}, "
-                "pyoco_queue_pending{tag}, pyoco_queue_in_flight{tag}",
+                "pyoco_queue_pending{tag}, pyoco_queue_in_flight{tag}, "
+                "pyoco_queue_oldest_age_seconds{tag}, pyoco_queue_workers{tag}, "
+                "pyoco_watchers_open",
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format 0.0.4",
@@ -615,6 +754,257 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _dlq_schemas() -> dict[str, Any]:
+    number = {"type": ["number", "null"]}
+    text = {"type": ["string", "null"]}
+    entry_properties = {
+        "seq": {"type": "integer", "description": "the entry's sequence in the DLQ stream"},
+        "timestamp": number,
+        "reason": {
+            "type": ["string", "null"],
+            "description": "invalid_job, flow_not_found, policy_violation, execution_error, "
+            "max_deliveries, lost, or a plugin's own; null for an unreadable message",
+        },
+        "error": {},
+        "run_id": text,
+        "flow_name": text,
+        "tag": text,
+        "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+        "worker_id": text,
+        "num_delivered": {"type": ["integer", "null"]},
+        "max_deliver": {"type": ["integer", "null"]},
+        "attempt": {"type": ["integer", "null"]},
+        "err_id": text,
+        "tenant_id": text,
+        "detected_by": {
+            "type": ["string", "null"],
+            "description": "'gateway' for lost / max_deliveries entries written by "
+            "reconciliation; absent when a worker wrote the entry",
+        },
+    }
+    return {
+        "DeadLetterSummary": {
+            "type": "object",
+            "required": ["seq", "reason", "has_job"],
+            "properties": {
+                **entry_properties,
+                "has_job": {"type": "boolean", "description": "the entry can be redriven"},
+            },
+        },
+        "DeadLetter": {
+            "type": "object",
+            "required": ["seq", "dlq_subject"],
+            "additionalProperties": True,
+            "description": "the whole entry as stored (contract §7.2 fields)",
+            "properties": {
+                **entry_properties,
+                "dlq_subject": {"type": "string"},
+                "stored_at": number,
+                "subject": {"type": ["string", "null"], "description": "the job's subject"},
+                "stream_seq": {"type": ["integer", "null"]},
+                "job": {
+                    "type": "object",
+                    "description": "the original job (YAML runs: with workflow_yaml)",
+                },
+                "payload": {"type": "string", "description": "preview of an invalid job"},
+                "invalid": {"type": "boolean"},
+            },
+        },
+        "Redriven": {
+            "type": "object",
+            "required": ["run_id", "status", "attempt", "new_run", "seq"],
+            "properties": {
+                "run_id": {"type": "string"},
+                "status": {"const": "PENDING"},
+                "attempt": {"type": "integer", "minimum": 1},
+                "new_run": {"type": "boolean"},
+                "seq": {"type": "integer"},
+                "redriven_from": {
+                    "type": ["string", "null"],
+                    "description": "the run of the dead job",
+                },
+            },
+        },
+        "BulkRedrive": {
+            "type": "object",
+            "required": ["matched", "redriven", "skipped", "failed", "not_attempted", "results"],
+            "properties": {
+                "matched": {"type": "integer"},
+                "redriven": {"type": "integer"},
+                "skipped": {"type": "integer", "description": "refused (409/404/422)"},
+                "failed": {"type": "integer", "description": "NATS failed; the batch stopped"},
+                "not_attempted": {"type": "integer"},
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["seq", "outcome"],
+                        "properties": {
+                            "seq": {"type": "integer"},
+                            "run_id": text,
+                            "outcome": {
+                                "type": "string",
+                                "enum": ["redriven", "skipped", "failed", "not_attempted"],
+                            },
+                            "attempt": {"type": "integer"},
+                            "new_run": {"type": "boolean"},
+                            "err_id": {"type": "string"},
+                            "reason": text,
+                            "detail": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "EndedAttempt": {
+            "type": "object",
+            "properties": {
+                "attempt": {"type": "integer"},
+                "status": {"type": "string"},
+                "error": {},
+                "worker_id": text,
+                "start_time": number,
+                "end_time": number,
+                "dlq_seq": {"type": "integer"},
+                "dlq_reason": text,
+                "redriven_at": {"type": "number"},
+            },
+        },
+    }
+
+
+def _dlq_paths() -> dict[str, Any]:
+    error = _ref("schemas", "Error")
+    seq = {
+        "name": "seq",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "the entry's seq",
+    }
+    not_found = _json(error, "no such dead letter (or another tenant's): ERR-PYOCO-0028")
+    refused = _json(
+        error,
+        "redrive refused: ERR-PYOCO-0029 with 'reason' run_not_terminal, already_redriven, "
+        "redrive_in_progress, no_job or run_missing",
+    )
+    new_run = _query(
+        "new_run",
+        {"type": "boolean", "default": False},
+        "true: queue the job as a fresh run instead of a new attempt of its run",
+    )
+    filters = [
+        _query("tag", {"type": "string", "pattern": TAG_REGEX}, "only entries of this tag"),
+        _query("reason", {"type": "string", "maxLength": 64}, "only entries with this reason"),
+        _query("run_id", {"type": "string", "maxLength": 128}, "only entries of this run"),
+        _query(
+            "limit",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": LIST_LIMIT_MAX,
+                "default": LIST_LIMIT_DEFAULT,
+            },
+            "how many entries at most",
+        ),
+        _query(
+            "before",
+            {"type": "integer", "minimum": 1},
+            "only entries older than this seq: the Next-Cursor of a previous page",
+        ),
+    ]
+    return {
+        "/dlq": {
+            "get": {
+                "operationId": "listDeadLetters",
+                "summary": "Dead letters, newest first",
+                "description": "Read backwards from the DLQ stream's last sequence: the cost "
+                "follows limit, not the DLQ size; with reason/run_id filters or tenancy, at "
+                "most PYOCO_DLQ_LIST_SCAN_MAX sequences are examined per request.",
+                "parameters": filters,
+                "responses": {
+                    "200": {
+                        **_json(
+                            {"type": "array", "items": _ref("schemas", "DeadLetterSummary")},
+                            "entries without their job; [] when there are none",
+                        ),
+                        "headers": {
+                            "Next-Cursor": {
+                                "description": "present when older entries may follow (a full "
+                                "page, or the scan cap was reached): pass it as before",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    **_errors(422, 503),
+                },
+            }
+        },
+        "/dlq/redrive": {
+            "post": {
+                "operationId": "redriveDeadLetters",
+                "summary": "Redrive the entries GET /dlq lists with the same parameters",
+                "description": "One by one, newest first, at most limit; refused entries are "
+                "skipped with their reason; a NATS outage stops the batch.",
+                "parameters": [*filters, new_run],
+                "responses": {
+                    "200": _json(_ref("schemas", "BulkRedrive"), "what happened to each"),
+                    **_errors(422, 503),
+                },
+            }
+        },
+        "/dlq/{seq}": {
+            "get": {
+                "operationId": "getDeadLetter",
+                "summary": "One dead letter with its original job",
+                "parameters": [seq],
+                "responses": {
+                    "200": _json(_ref("schemas", "DeadLetter"), "the entry"),
+                    "404": not_found,
+                    **_errors(422, 503),
+                },
+            },
+            "delete": {
+                "operationId": "deleteDeadLetter",
+                "summary": "Remove a dead letter",
+                "parameters": [seq],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "seq": {"type": "integer"},
+                                "deleted": {"const": True},
+                            },
+                        },
+                        "removed",
+                    ),
+                    "404": not_found,
+                    **_errors(422, 503),
+                },
+            },
+        },
+        "/dlq/{seq}/redrive": {
+            "post": {
+                "operationId": "redriveDeadLetter",
+                "summary": "Queue a dead job again",
+                "description": "Default: a new attempt of its run (PENDING, attempt + 1, the "
+                "ended attempt kept in attempts), refused unless the run is COMPLETED, FAILED "
+                "or CANCELLED. new_run=true: a fresh run through the submit path. YAML jobs "
+                "carry their YAML again (checked by the policy again: 422). The entry is "
+                "deleted afterwards; a second redrive of it is refused (409).",
+                "parameters": [seq, new_run],
+                "responses": {
+                    "200": _json(_ref("schemas", "Redriven"), "queued"),
+                    "404": not_found,
+                    "409": refused,
+                    **_errors(413, 422, 503),
+                },
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     return {
@@ -625,9 +1015,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "Submit pyoco flows over HTTP, run them on workers, follow them "
             "to the end. Every error is JSON {detail, err_id, msg_id}.",
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **_dlq_paths()},
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **_dlq_schemas()},
             "responses": _responses(),
             "parameters": _parameters(),
         },

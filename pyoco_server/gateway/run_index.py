@@ -108,6 +108,7 @@ class RunIndex:
         self._by_tenant: dict[str | None, SortedDict] = {}
         self._counts: Counter[str] = Counter()
         self._tenant_counts: dict[str | None, Counter[str]] = {}
+        self._by_status: dict[str, set[str]] = {}
         self.applied_seq = 0
         self.loaded = False
 
@@ -145,6 +146,7 @@ class RunIndex:
             self._by_tenant.setdefault(tenant, SortedDict())[seq] = run_id
         self._counts[summary["status"]] += 1
         self._tenant_counts.setdefault(tenant, Counter())[summary["status"]] += 1
+        self._by_status.setdefault(summary["status"], set()).add(run_id)
 
     def _remove(self, run_id: str) -> None:
         summary = self._runs.pop(run_id, None)
@@ -159,6 +161,7 @@ class RunIndex:
             if not runs:
                 del self._by_tenant[tenant]
         self._counts[summary["status"]] -= 1
+        self._by_status[summary["status"]].discard(run_id)
         counts = self._tenant_counts[tenant]
         counts[summary["status"]] -= 1
         if not +counts:
@@ -213,6 +216,15 @@ class RunIndex:
     def select(self, tenant_id: str | None, **filters: Any) -> list[dict[str, Any]]:
         """The summaries of :meth:`select_page` (same arguments), without the cursor."""
         return self.select_page(tenant_id, **filters).runs
+
+    def with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        """Copies of the summaries of every run (all tenants) in one of ``statuses``; costs
+        O(matching runs), whatever the number of runs stored."""
+        return [
+            dict(self._runs[run_id])
+            for status in statuses
+            for run_id in self._by_status.get(status, ())
+        ]
 
     def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Number of stored runs per status (every contract status present, zeros included);

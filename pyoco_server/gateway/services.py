@@ -11,14 +11,20 @@ from ..nats_client import NatsConnection
 from ..runs import RunStore
 from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
+from .reconciler import Reconciler
 from .run_index import RunIndex, RunIndexFeed
+from .watch import WatcherRegistry
+from .workers import list_workers
 
 #: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
 STARTUP_NATS_WAIT_SEC = 5.0
+#: How long :meth:`GatewayServices.workers` reuses a read of the workers bucket.
+WORKERS_CACHE_SEC = 1.0
 
 
 class GatewayServices:
-    """One per application: the NATS connection, the run index and handles to the buckets."""
+    """One per application: the NATS connection, the run index, the reconciler (lost runs,
+    exhausted jobs), handles to the buckets and the count of open watch streams."""
 
     def __init__(self, settings: Settings, pm: Any) -> None:
         self.settings = settings
@@ -30,22 +36,33 @@ class GatewayServices:
         )
         self.index = RunIndex(settings.runs_kv_bucket)
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
+        self.watchers = WatcherRegistry()
+        self.reconciler = Reconciler(self)
         self._stop = asyncio.Event()
-        self._feed_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
 
     async def start(self) -> None:
-        """Connect to NATS (in the background) and start following the runs bucket."""
+        """Connect to NATS (in the background), start following the runs bucket and start
+        reconciling."""
         self._stop = asyncio.Event()
         await self.nats.start()
-        await self.nats.wait_ready(timeout=STARTUP_NATS_WAIT_SEC)
-        self._feed_task = asyncio.get_running_loop().create_task(self.index_feed.run(self._stop))
+        if await self.nats.wait_ready(timeout=STARTUP_NATS_WAIT_SEC):
+            with contextlib.suppress(Exception):  # retried by the reconciler's loop
+                await self.reconciler.subscribe()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.index_feed.run(self._stop)),
+            loop.create_task(self.reconciler.run(self._stop)),
+        ]
 
     async def stop(self) -> None:
-        """Stop the index feed and close the NATS connection (bounded)."""
+        """Stop the background loops and close the NATS connection (bounded)."""
         self._stop.set()
-        if self._feed_task is not None:
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(self._feed_task, 5)
+        if self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(self._tasks, timeout=5)
+        await self.reconciler.close()
         await self.nats.stop()
 
     async def fresh_index(self) -> RunIndex:
@@ -69,6 +86,17 @@ class GatewayServices:
     async def workers_kv(self) -> Any:
         """The worker liveness bucket."""
         return await self.nats.kv(self.settings.workers_kv_bucket)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Every listed worker (see :func:`~.workers.list_workers`), read at most once per
+        :data:`WORKERS_CACHE_SEC`."""
+        now = asyncio.get_running_loop().time()
+        cached = self._workers_cache
+        if cached is not None and now - cached[0] < WORKERS_CACHE_SEC:
+            return cached[1]
+        workers = await list_workers(self.nats.js, self.settings)
+        self._workers_cache = (now, workers)
+        return workers
 
     async def idempotency(self) -> IdempotencyStore:
         """The ``Idempotency-Key`` store."""

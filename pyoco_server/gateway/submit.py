@@ -56,9 +56,8 @@ async def _remove_orphan(store: RunStore, run_id: str) -> None:
         )
 
 
-async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
-    """Store the PENDING snapshot of ``job`` and queue it; undo the snapshot on failure."""
-    js = services.nats.js
+def encoded_job(services: GatewayServices, job: dict[str, Any]) -> bytes:
+    """The job message, or 413 when NATS would refuse a message that large."""
     payload = encode_job(job)
     max_payload = services.nats.nc.max_payload if services.nats.nc else 0
     if max_payload and len(payload) > max_payload:
@@ -67,6 +66,23 @@ async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
             BODY_TOO_LARGE,
             f"the job would be {len(payload)} bytes; NATS accepts at most {max_payload}",
         )
+    return payload
+
+
+async def publish_job(services: GatewayServices, job: dict[str, Any], payload: bytes) -> Any:
+    """Queue ``job`` on ``pyoco.work.<tag>`` with its ``Nats-Msg-Id``; returns the PubAck."""
+    settings = services.settings
+    return await services.nats.js.publish(
+        settings.work_subject(job["tag"]),
+        payload,
+        stream=settings.work_stream,
+        headers={MSG_ID_HEADER: message_id(job)},
+    )
+
+
+async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
+    """Store the PENDING snapshot of ``job`` and queue it; undo the snapshot on failure."""
+    payload = encoded_job(services, job)
     store = await services.run_store()
     try:
         await store.create(pending_snapshot(job), job)
@@ -74,14 +90,8 @@ async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
         # The create may have been stored although its answer was lost: undo it too.
         await _remove_orphan(store, job["run_id"])
         raise
-    settings = services.settings
     try:
-        await js.publish(
-            settings.work_subject(job["tag"]),
-            payload,
-            stream=settings.work_stream,
-            headers={MSG_ID_HEADER: message_id(job)},
-        )
+        await publish_job(services, job, payload)
     except Exception as exc:
         await _remove_orphan(store, job["run_id"])
         raise nats_unavailable(

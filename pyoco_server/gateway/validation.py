@@ -237,3 +237,113 @@ def idempotency_key(req: falcon.asgi.Request) -> str | None:
             [{"field": IDEMPOTENCY_HEADER, "message": "invalid header value"}],
         )
     return value
+
+
+#: Longest ``reason`` accepted as a DLQ filter.
+MAX_DLQ_REASON_CHARS = 64
+MAX_RUN_ID_CHARS = 128
+#: A dead letter's ``seq`` (a stream sequence, at most 2**63 - 1).
+_SEQ = re.compile(r"^[1-9][0-9]{0,18}$")
+
+
+@dataclass(frozen=True)
+class DlqQuery:
+    """Validated ``GET /dlq`` / ``POST /dlq/redrive`` parameters."""
+
+    tag: str | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    limit: int = LIST_LIMIT_DEFAULT
+    before: int | None = None
+
+    def filters(self) -> dict[str, Any]:
+        """The filters as keyword arguments of :meth:`DeadLetterQueue.page` (not ``limit``)."""
+        return {
+            "tag": self.tag,
+            "reason": self.reason,
+            "run_id": self.run_id,
+            "before": self.before,
+        }
+
+
+def dlq_seq(raw: str) -> int:
+    """A dead letter's ``seq`` from the path; 422 when it is not a positive integer."""
+    if _SEQ.match(raw) and int(raw) < 2**63:
+        return int(raw)
+    raise invalid(
+        f"invalid dead-letter sequence {raw[:40]!r}: expected a positive integer",
+        [{"field": "seq", "message": "must be a positive integer (the entry's seq)"}],
+    )
+
+
+def _limit(req: falcon.asgi.Request, errors: _Errors) -> int:
+    raw = _single(req, "limit", errors)
+    if raw is None:
+        return LIST_LIMIT_DEFAULT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        errors.add("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
+    return limit
+
+
+def dlq_query(req: falcon.asgi.Request) -> DlqQuery:
+    """Validate the ``tag``, ``reason``, ``run_id``, ``limit`` and ``before`` parameters."""
+    errors = _Errors()
+    tag = _single(req, "tag", errors)
+    if tag is not None:
+        tag = _check_tag(tag, "tag", errors)
+    reason = _single(req, "reason", errors)
+    if reason is not None and (len(reason) > MAX_DLQ_REASON_CHARS or _CONTROL.search(reason)):
+        errors.add("reason", f"must be at most {MAX_DLQ_REASON_CHARS} printable characters")
+    run_id = _single(req, "run_id", errors)
+    if run_id is not None and (len(run_id) > MAX_RUN_ID_CHARS or _CONTROL.search(run_id)):
+        errors.add("run_id", f"must be at most {MAX_RUN_ID_CHARS} printable characters")
+    limit = _limit(req, errors)
+    before = None
+    raw_before = _single(req, "before", errors)
+    if raw_before is not None:
+        if _SEQ.match(raw_before) and int(raw_before) < 2**63:
+            before = int(raw_before)
+        else:
+            errors.add("before", "must be a positive integer (a Next-Cursor value)")
+    errors.raise_if_any("query")
+    return DlqQuery(
+        tag=tag, reason=reason or None, run_id=run_id or None, limit=limit, before=before
+    )
+
+
+def flag(req: falcon.asgi.Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter (``true/false``, ``1/0``, ``yes/no``); 422 otherwise."""
+    errors = _Errors()
+    raw = _single(req, name, errors)
+    errors.raise_if_any("query")
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise invalid(
+        f"invalid query: {name}: must be true or false",
+        [{"field": name, "message": "must be true or false"}],
+    )
+
+
+def worker_states(req: falcon.asgi.Request, allowed: tuple[str, ...]) -> frozenset[str] | None:
+    """The ``state`` filter of ``GET /workers`` (repeatable and/or comma-separated)."""
+    errors = _Errors()
+    found: set[str] = set()
+    for value in req.get_param_as_list("state") or []:
+        for item in value.split(","):
+            item = item.strip().upper()
+            if not item:
+                continue
+            if item not in allowed:
+                errors.add("state", f"unknown state {item[:40]!r}; accepted: {', '.join(allowed)}")
+            found.add(item)
+    errors.raise_if_any("query")
+    return frozenset(found) or None

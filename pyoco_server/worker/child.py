@@ -57,7 +57,8 @@ def _exit_now(code: int = 0) -> None:
 
 
 def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
-    from ..plugins import PluginOptions, build_plugin_manager, enable_tracing
+    from ..hook_trace import TRACE_LOGGER, enable_tracing
+    from ..plugins import PluginOptions, build_plugin_manager
 
     settings = settings_from_wire(config["settings"])
     configure_logging(settings, "pyoco-server:worker")
@@ -74,7 +75,7 @@ def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
         options=PluginOptions(flow_resolver=config.get("flow_resolver")),
     )
     if settings.trace_plugins:
-        enable_tracing(pm, log)
+        enable_tracing(pm, get_logger(TRACE_LOGGER))
     return settings, pm
 
 

@@ -4,10 +4,16 @@ A disposition is applied in a fixed order: the snapshot status (before the queue
 ACKed job never leaves a run that looks alive), the dead letter on ``<dlq prefix>.<tag>``
 (contract §7.2 fields plus the original job, bounded; a publish failure is logged as
 ERR-PYOCO-0011 and never blocks), then ACK / NAK with delay / TERM.
+
+A terminal ``snapshot_status`` (FAILED) ends the run. ``PENDING`` together with ``nak`` is a
+retry: the run goes back to PENDING (event ``retrying``) and its redelivered job runs it
+again. Any other combination would leave a run waiting for a job that is gone, so it is
+logged and written as FAILED instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -15,12 +21,12 @@ from typing import Any
 from ..config import Settings
 from ..errors import err_id, msg_id
 from ..log import get_logger
-from ..model import FAILED, Disposition, Failure
+from ..model import FAILED, PENDING, Disposition, Failure, is_terminal
 from ..nats_client import NatsConnection
 from ..runs import RunNotFound
 from .consumer import Delivery
 from .protocol import Outcome
-from .snapshots import Finish
+from .snapshots import Finish, Requeue
 from .store import WorkerRunStore
 
 log = get_logger(__name__)
@@ -50,6 +56,22 @@ def fallback_disposition(failure: Failure) -> Disposition:
     if failure.kind in ("invalid_job", "transient"):
         return Disposition("term", FAILED, None)
     return Disposition("ack", FAILED, None)
+
+
+def checked_disposition(disposition: Disposition) -> Disposition:
+    """``disposition``, or a FAILED one if its snapshot status would strand the run."""
+    status = disposition.snapshot_status
+    if status is None or is_terminal(status):
+        return disposition
+    if status == PENDING and disposition.action == "nak":
+        return disposition
+    log.error(
+        "failure_disposition_invalid",
+        action=disposition.action,
+        snapshot_status=status,
+        fix="a non-terminal snapshot_status is only valid as PENDING with action 'nak'",
+    )
+    return dataclasses.replace(disposition, snapshot_status=FAILED)
 
 
 def dead_letter(
@@ -112,7 +134,9 @@ class Disposer:
         except Exception as exc:
             log.error("failure_disposition_hook_failed", error=f"{type(exc).__name__}: {exc}")
             disposition = None
-        return disposition if disposition is not None else fallback_disposition(failure)
+        if disposition is None:
+            return fallback_disposition(failure)
+        return checked_disposition(disposition)
 
     async def dispose(
         self, failure: Failure, delivery: Delivery, outcome: Outcome | None = None
@@ -135,18 +159,11 @@ class Disposer:
         )
         run_id = failure.job.get("run_id") if isinstance(failure.job, dict) else None
         if disposition.snapshot_status and isinstance(run_id, str):
-            finish = Finish(
-                disposition.snapshot_status,
-                worker_id=self.worker_id if outcome is not None else None,
-                error=failure.error,
-                tasks=outcome.tasks if outcome is not None else None,
-                task_records=outcome.task_records if outcome is not None else None,
-                ended_at=outcome.ended_at if outcome is not None else None,
-            )
+            change, event = self._snapshot_change(disposition, failure, outcome)
             # An invalid job is not handed to pyoco_enrich_snapshot: plugins may trust jobs.
             job = failure.job if failure.kind != "invalid_job" else None
             try:
-                await self.store.update(run_id, finish, "failed", job)
+                await self.store.update(run_id, change, event, job)
             except RunNotFound:
                 log.info("failed_run_has_no_snapshot", run_id=run_id)
             except Exception as exc:
@@ -170,6 +187,24 @@ class Disposer:
             await self.publish_dead_letter(disposition.dlq_reason, failure, delivery)
         await delivery.settle(disposition.action, disposition.delay_sec)
         return disposition
+
+    def _snapshot_change(
+        self, disposition: Disposition, failure: Failure, outcome: Outcome | None
+    ) -> tuple[Finish | Requeue, str]:
+        """The change function and enrichment event for the disposition's snapshot status."""
+        tasks = outcome.tasks if outcome is not None else None
+        task_records = outcome.task_records if outcome is not None else None
+        if disposition.snapshot_status == PENDING:
+            return Requeue(error=failure.error, tasks=tasks, task_records=task_records), "retrying"
+        finish = Finish(
+            disposition.snapshot_status or FAILED,
+            worker_id=self.worker_id if outcome is not None else None,
+            error=failure.error,
+            tasks=tasks,
+            task_records=task_records,
+            ended_at=outcome.ended_at if outcome is not None else None,
+        )
+        return finish, "failed"
 
     async def publish_dead_letter(self, reason: str, failure: Failure, delivery: Delivery) -> None:
         entry = dead_letter(reason, failure, delivery, self.worker_id)

@@ -29,12 +29,21 @@ log = get_logger(__name__)
 
 
 class ActiveRun:
-    """A job this host holds, from its claim until its queue action."""
+    """A job this host holds, from its claim until its queue action.
 
-    def __init__(self, run_id: str, job: dict[str, Any], delivery: Delivery) -> None:
+    A cancel (the snapshot was found CANCELLING) is passed on to the execution process at once
+    — or as soon as one is attached — and, if the flow has not ended ``cancel_grace_sec``
+    later, the execution process is killed (:meth:`RunExecution.abort`): the run then ends
+    CANCELLED without waiting for a task that ignores cancellation.
+    """
+
+    def __init__(
+        self, run_id: str, job: dict[str, Any], delivery: Delivery, cancel_grace_sec: float = 30.0
+    ) -> None:
         self.run_id = run_id
         self.job = job
         self.delivery = delivery
+        self.cancel_grace_sec = cancel_grace_sec
         self.execution: RunExecution | None = None
         loop = asyncio.get_running_loop()
         self.started = loop.time()
@@ -43,16 +52,54 @@ class ActiveRun:
         #: The snapshot and KV revision this host wrote or read last: the next write starts
         #: from it instead of reading the run again (``RunStore.update(known=...)``).
         self.latest: tuple[dict[str, Any], int] | None = None
+        #: True once the grace period ran out and the execution process was killed.
+        self.hard_stopped = False
         #: Set once the outcome is known: no more progress writes.
         self.closed = False
         self._writing = False
         self._dirty = False
         self._progress_pending = False
+        self._hard_stop: asyncio.TimerHandle | None = None
 
     def attach(self, execution: RunExecution) -> None:
         self.execution = execution
         if self.cancel_requested:
-            execution.request_cancel()
+            self._cancel_execution()
+
+    def request_cancel(self) -> None:
+        """The run is CANCELLING: cancel the flow cooperatively, hard-stop it after the grace
+        period (no-op when already requested)."""
+        if self.cancel_requested or self.closed:
+            return
+        self.cancel_requested = True
+        log.info("run_cancel_requested", run_id=self.run_id, grace_sec=self.cancel_grace_sec)
+        if self.execution is not None:
+            self._cancel_execution()
+
+    def _cancel_execution(self) -> None:
+        assert self.execution is not None
+        self.execution.request_cancel()
+        if self._hard_stop is None:
+            loop = asyncio.get_running_loop()
+            self._hard_stop = loop.call_later(self.cancel_grace_sec, self._stop_hard)
+
+    def _stop_hard(self) -> None:
+        if self.closed or self.execution is None or self.execution.finished:
+            return
+        log.warning(
+            "run_hard_stopped",
+            run_id=self.run_id,
+            reason="the flow did not end within PYOCO_CANCEL_GRACE_PERIOD_SEC after the cancel",
+            grace_sec=self.cancel_grace_sec,
+        )
+        self.hard_stopped = True
+        self.execution.abort()
+
+    def close(self) -> None:
+        """The outcome is known: stop writing progress, forget the hard-stop timer."""
+        self.closed = True
+        if self._hard_stop is not None:
+            self._hard_stop.cancel()
 
 
 class Heartbeats:
@@ -69,7 +116,7 @@ class Heartbeats:
         self.runs[run.run_id] = run
 
     def remove(self, run: ActiveRun) -> None:
-        run.closed = True
+        run.close()
         if self.runs.get(run.run_id) is run:
             del self.runs[run.run_id]
 
@@ -112,11 +159,8 @@ class Heartbeats:
                         run_id=run.run_id,
                         error=f"{type(exc).__name__}: {exc}",
                     )
-                if change.cancel_requested and not run.cancel_requested:
-                    run.cancel_requested = True
-                    log.info("run_cancel_requested", run_id=run.run_id)
-                    if run.execution is not None:
-                        run.execution.request_cancel()
+                if change.cancel_requested:
+                    run.request_cancel()
                 if not run._dirty:
                     break
         finally:

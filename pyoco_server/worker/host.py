@@ -23,7 +23,7 @@ from .consumer import Delivery, Slots, TagPuller
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
 from .pool import ExecutionPool
-from .record import STOPPED, WorkerRecord
+from .record import STOPPED, ClaimLost, WorkerRecord
 from .runner import JobRunner
 from .store import WorkerRunStore
 
@@ -95,6 +95,7 @@ class WorkerHost:
         self._work_dir_created = False
         self.pool: ExecutionPool | None = None
         self.runner: JobRunner | None = None
+        self.claim_lost = False
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -160,6 +161,8 @@ class WorkerHost:
             await self.pool.start()  # a bad --flow-resolver fails here, before NATS
             if not await self._wait_for_nats():
                 return 0
+            # A second process with this worker id stops here (ERR-PYOCO-0031, exit 1).
+            await self.record.claim(await self._workers_kv(), self.settings.workers_kv_ttl_sec)
             runs_kv = await self.nats.kv(self.settings.runs_kv_bucket)
             store = WorkerRunStore(
                 RunStore(runs_kv, self.pm, self.settings), self.nats, self.settings
@@ -182,6 +185,7 @@ class WorkerHost:
                         self._workers_kv,
                         self._stop_loops,
                         self.settings.worker_heartbeat_interval_sec,
+                        self._claim_lost,
                     )
                 ),
             ]
@@ -198,12 +202,17 @@ class WorkerHost:
             else:
                 await self._shutdown.wait()
             await self._stop(pullers, heartbeats)
-            return 0
+            return 1 if self.claim_lost else 0
         finally:
             self._stop_loops.set()
             self.record.wake()
             await _wait_quietly(set(loops), CLOSE_TIMEOUT_SEC)
             await self._close(work_dir)
+
+    def _claim_lost(self, lost: ClaimLost) -> None:
+        """Another process took this worker id over: stop as for SIGTERM, then exit 1."""
+        self.claim_lost = True
+        self.request_stop("worker id taken over by another instance")
 
     def _execution_pids(self) -> list[int]:
         return self.pool.pids if self.pool is not None else []
@@ -288,7 +297,7 @@ class WorkerHost:
     async def _close(self, work_dir: str) -> None:
         if self.pool is not None:
             await self.pool.stop(CLOSE_TIMEOUT_SEC)
-        if self.nats.connected:
+        if self.nats.connected and self.record.revision is not None:
             try:
                 await asyncio.wait_for(
                     self.record.write(await self._workers_kv(), STOPPED), CLOSE_TIMEOUT_SEC

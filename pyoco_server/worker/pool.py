@@ -77,6 +77,11 @@ class RunExecution:
             self.aborted = True
             self.process.kill()
 
+    @property
+    def finished(self) -> bool:
+        """True once the outcome is known."""
+        return self._outcome.done()
+
     async def outcome(self) -> Outcome:
         return await self._outcome
 

@@ -47,6 +47,30 @@ def _partial_job(data: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def stopped_outcome(outcome: Outcome, grace_sec: float, hard_stopped: bool) -> Outcome:
+    """The CANCELLED outcome of a cancelled run whose execution process was killed.
+
+    Tasks that had not finished (PENDING or RUNNING) become CANCELLED; a task that was still
+    running when the grace period ran out says so in its record's ``error``.
+    """
+    tasks = dict(outcome.tasks)
+    records = {name: dict(record) for name, record in outcome.task_records.items()}
+    for name, state in tasks.items():
+        if state not in ("PENDING", "RUNNING"):
+            continue
+        tasks[name] = CANCELLED
+        record = records.setdefault(name, {})
+        record["state"] = CANCELLED
+        if state == "RUNNING":
+            record["ended_at"] = outcome.ended_at
+            if hard_stopped:
+                record["error"] = (
+                    f"stopped hard: still running {grace_sec:g} s after the cancel "
+                    "(PYOCO_CANCEL_GRACE_PERIOD_SEC)"
+                )
+    return Outcome(CANCELLED, None, None, tasks, records, outcome.ended_at)
+
+
 class JobRunner:
     """Runs delivered jobs on the host's execution pool."""
 
@@ -117,7 +141,13 @@ class JobRunner:
     async def _claim(self, run: ActiveRun) -> bool:
         """Mark the run RUNNING; ``False`` when the job must not run (and was settled)."""
         job, delivery = run.job, run.delivery
-        claim = Claim(self.worker_id)
+        attempt = job.get("attempt")
+        claim = Claim(
+            self.worker_id,
+            job_stream_seq=delivery.stream_seq,
+            num_delivered=delivery.num_delivered,
+            attempt=attempt if isinstance(attempt, int) else None,
+        )
         try:
             run.latest = await self.store.update(job["run_id"], claim, "started", job)
         except RunNotFound:
@@ -142,7 +172,8 @@ class JobRunner:
         return True
 
     async def _run(self, job: dict[str, Any], delivery: Delivery) -> None:
-        run = ActiveRun(job["run_id"], job, delivery)
+        grace = self.heartbeats.settings.cancel_grace_period_sec
+        run = ActiveRun(job["run_id"], job, delivery, cancel_grace_sec=grace)
         self.heartbeats.add(run)  # in_progress from the start, in case claiming is slow
         self.record.run_started(run.run_id)
         try:
@@ -157,7 +188,7 @@ class JobRunner:
             execution.on_progress(lambda: self.heartbeats.progressed(run))
             run.attach(execution)
             outcome = await execution.outcome()
-            run.closed = True
+            run.close()
             await self._finish(run, execution, outcome)
         finally:
             self.heartbeats.remove(run)
@@ -167,9 +198,7 @@ class JobRunner:
         delivery = run.delivery
         if execution.aborted:
             if run.cancel_requested:
-                outcome = Outcome(
-                    CANCELLED, None, None, outcome.tasks, outcome.task_records, outcome.ended_at
-                )
+                outcome = stopped_outcome(outcome, run.cancel_grace_sec, run.hard_stopped)
             else:
                 # Stopped by a shutdown: another worker gets the job at once.
                 log.warning("run_interrupted_requeued", action="nak")

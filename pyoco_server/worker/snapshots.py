@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..model import CANCELLED, CANCELLING, RUNNING, is_terminal
+from ..model import CANCELLED, CANCELLING, PENDING, RUNNING, is_terminal
 
 Snapshot = dict[str, Any]
 
@@ -25,23 +25,37 @@ class Claim:
     """Mark a run RUNNING on this worker, unless it must not run.
 
     After the update, :attr:`decision` tells what happened: ``run`` (claimed, execute it),
-    ``finished`` (already terminal: redelivered job, or a PENDING run the gateway cancelled)
+    ``finished`` (already terminal: redelivered job, or a PENDING run the gateway cancelled;
+    or the job is of an earlier ``attempt`` than the run's, superseded by a redrive)
     or ``cancelled`` (a cancel was pending: written CANCELLED without executing).
+
+    The claim records the delivery it came from (``job_stream_seq``: the job's sequence in the
+    work stream, ``num_delivered``), so the gateway's lost-run reconciliation can ask JetStream
+    whether the job can still be delivered again.
     """
 
     RUN = "run"
     FINISHED = "finished"
     CANCELLED = "cancelled"
 
-    def __init__(self, worker_id: str) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        job_stream_seq: int | None = None,
+        num_delivered: int | None = None,
+        attempt: int | None = None,
+    ) -> None:
         self.worker_id = worker_id
+        self.job_stream_seq = job_stream_seq
+        self.num_delivered = num_delivered
+        self.attempt = attempt
         self.decision: str | None = None
         self.found_status: str | None = None
 
     def __call__(self, snapshot: Snapshot) -> Snapshot | None:
         now = time.time()
         self.found_status = snapshot.get("status")
-        if is_terminal(self.found_status):
+        if is_terminal(self.found_status) or self._superseded(snapshot):
             self.decision = self.FINISHED
             return None
         if self.found_status == CANCELLING:
@@ -64,8 +78,19 @@ class Claim:
             tasks={},
             task_records={},
             task_records_truncated=False,
+            job_stream_seq=self.job_stream_seq,
+            num_delivered=self.num_delivered,
         )
         return snapshot
+
+    def _superseded(self, snapshot: Snapshot) -> bool:
+        run_attempt = snapshot.get("attempt")
+        return (
+            self.attempt is not None
+            and isinstance(run_attempt, int)
+            and not isinstance(run_attempt, bool)
+            and run_attempt > self.attempt
+        )
 
 
 class Progress:
@@ -133,6 +158,44 @@ class Finish:
         )
         if self.worker_id is not None:
             snapshot["worker_id"] = self.worker_id
+        if self.tasks is not None:
+            snapshot["tasks"] = self.tasks
+            snapshot["task_records"] = self.task_records or {}
+            snapshot["task_records_truncated"] = False
+        return snapshot
+
+
+class Requeue:
+    """Put a run whose attempt failed back to PENDING while its job waits for redelivery.
+
+    Used when a ``pyoco_failure_disposition`` answers ``nak`` with ``snapshot_status``
+    ``PENDING`` (a retry): the error and the task states of the failed attempt stay visible,
+    the worker is released, and the redelivered job claims the run again like a new one.
+    Leaves terminal and CANCELLING runs alone (a CANCELLING run is ended by the next claim).
+    """
+
+    def __init__(
+        self,
+        *,
+        error: str | None = None,
+        tasks: dict[str, str] | None = None,
+        task_records: dict[str, Any] | None = None,
+    ) -> None:
+        self.error = error
+        self.tasks = tasks
+        self.task_records = task_records
+
+    def __call__(self, snapshot: Snapshot) -> Snapshot | None:
+        status = snapshot.get("status")
+        if is_terminal(status) or status == CANCELLING:
+            return None
+        snapshot.update(
+            status=PENDING,
+            worker_id=None,
+            end_time=None,
+            heartbeat_at=time.time(),
+            error=self.error,
+        )
         if self.tasks is not None:
             snapshot["tasks"] = self.tasks
             snapshot["task_records"] = self.task_records or {}

@@ -35,3 +35,43 @@ def noop() -> None:
 def chatty() -> str:
     print("hello from a task")
     return os.getcwd()
+
+
+def step_one(step_seconds: float = 0.3) -> str:
+    time.sleep(step_seconds)
+    return "one"
+
+
+def step_two(step_one: str, step_seconds: float = 0.3) -> str:
+    time.sleep(step_seconds)
+    return step_one + ",two"
+
+
+def step_three(step_two: str, step_seconds: float = 0.3) -> str:
+    time.sleep(step_seconds)
+    return step_two + ",three"
+
+
+def ignore_cancel(release: str, marker: str) -> str:
+    """Block until ``release`` exists, whatever happens to the run (needs a hard stop)."""
+    Path(marker).write_text(str(os.getpid()))
+    while not Path(release).exists():
+        time.sleep(0.02)
+    return release
+
+
+def fails_unless_flag(flag: str) -> str:
+    """Fail until the test creates ``flag`` (the cause of the failure is then fixed)."""
+    if not Path(flag).exists():
+        raise RuntimeError(f"flag file {flag} is missing")
+    return flag
+
+
+def flaky(marker: str, failures: int = 1) -> int:
+    """Fail the first ``failures`` executions (counted in ``marker``), then succeed."""
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    attempt = len(Path(marker).read_text().splitlines())
+    if attempt <= failures:
+        raise RuntimeError(f"flaky attempt {attempt} fails on purpose")
+    return attempt

@@ -30,6 +30,8 @@ async def test_nats_stopped_is_503_and_restarted_is_200_again(tmp_path, settings
                 ("GET", "/runs", {}),
                 ("GET", f"/runs/{run_id}", {}),
                 ("GET", f"/runs/{run_id}/tasks", {}),
+                ("POST", f"/runs/{run_id}/cancel", {}),
+                ("GET", f"/runs/{run_id}/watch", {}),
                 ("GET", "/workers", {}),
                 ("GET", "/metrics", {}),
                 ("GET", "/ready", {}),

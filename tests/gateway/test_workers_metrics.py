@@ -121,3 +121,29 @@ async def test_metrics_count_runs_queues_and_dead_letters(gateway, nc, gateway_s
     assert values[("pyoco_queue_in_flight", (("tag", "cpu"),))] == 1
     assert values[("pyoco_queue_depth", (("tag", "cpu"),))] == 2
     await sub.unsubscribe()
+
+
+async def test_workers_filter_by_state_and_hide_workers_past_the_retention(
+    gateway, nc, gateway_settings
+):
+    kv = await nc.jetstream().key_value(gateway_settings.workers_kv_bucket)
+    ttl = gateway_settings.workers_kv_ttl_sec
+    retention = gateway_settings.workers_retention_sec
+    await kv.put("w-idle", worker("w-idle", "IDLE", 1))
+    await kv.put("w-gone", worker("w-gone", "RUNNING", ttl + 5))
+    await kv.put("w-stop", worker("w-stop", "STOPPED", 2))
+    await kv.put("w-ancient", worker("w-ancient", "RUNNING", ttl + retention + 5))
+
+    async def ids(**params) -> list[str]:
+        answer = await gateway.simulate_get("/workers", params=params)
+        assert answer.status_code == 200, answer.text
+        return [w["worker_id"] for w in answer.json]
+
+    assert await ids() == ["w-gone", "w-idle", "w-stop"]  # w-ancient aged out
+    assert await ids(include_stopped="false") == ["w-gone", "w-idle"]
+    assert await ids(state="disconnected") == ["w-gone"]
+    assert await ids(state="IDLE,STOPPED") == ["w-idle", "w-stop"]
+    assert await ids(state="STOPPED", include_stopped="false") == []
+    for params in ({"state": "ASLEEP"}, {"include_stopped": "maybe"}):
+        answer = await gateway.simulate_get("/workers", params=params)
+        assert answer.status_code == 422 and answer.json["err_id"] == "ERR-PYOCO-0002"

@@ -11,13 +11,14 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-from nats.js.errors import InvalidKeyError
 
 from ...model import WorkflowContext
 from ...runs import RunNotFound
 from ...workflow import parse_workflow_yaml, workflow_defaults
+from ..cancel import cancel_run
 from ..errors import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
+from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
 from ..services import GatewayServices
 from ..submit import Submitted, submit_run
 from ..tenancy import Caller, caller_of
@@ -28,11 +29,8 @@ from ..validation import (
     run_request,
     run_request_from_json,
 )
-from ..workers import get_worker, worker_view
+from ..watch import RunWatch, watch_query
 
-#: ``include`` values of ``GET /runs/{run_id}``: ``records`` adds ``task_records``;
-#: ``full`` and ``all`` return the snapshot exactly as stored.
-RUN_INCLUDES = ("records", "full", "all")
 #: Extra room for multipart framing and the small form fields around a workflow file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: Response header of ``GET /runs`` naming the ``cursor`` of the next page (absent on the last).
@@ -43,20 +41,6 @@ def _respond_submitted(resp: falcon.asgi.Response, submitted: Submitted) -> None
     resp.media = {"run_id": submitted.run_id, "status": submitted.status}
     if submitted.replayed:
         resp.set_header("Idempotent-Replayed", "true")
-
-
-async def _visible_snapshot(
-    services: GatewayServices, caller: Caller, run_id: str
-) -> dict[str, Any]:
-    """The run's snapshot, or 404 when it does not exist or belongs to another tenant."""
-    store = await services.run_store()
-    try:
-        snapshot, _ = await store.get(run_id)
-    except (RunNotFound, InvalidKeyError):
-        raise run_not_found(run_id) from None
-    if not caller.sees(snapshot):
-        raise run_not_found(run_id)
-    return snapshot
 
 
 class RunsResource:
@@ -184,7 +168,8 @@ class RunYamlResource:
 
 
 class RunResource:
-    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness."""
+    """``GET /runs/{run_id}``: the run's snapshot, with its worker's liveness; a PENDING run
+    also gets ``queue`` (its tag and how many live workers serve it)."""
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
@@ -193,17 +178,54 @@ class RunResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
     ) -> None:
         wanted = includes(req, RUN_INCLUDES)
-        snapshot = await _visible_snapshot(self.services, caller_of(req), run_id)
-        if not wanted:
-            snapshot.pop("task_records", None)
-        worker_id = snapshot.get("worker_id")
-        if worker_id:
-            record = await get_worker(await self.services.workers_kv(), worker_id)
-            view = worker_view(record, self.services.settings.workers_kv_ttl_sec) if record else {}
-            snapshot["worker_alive"] = bool(view.get("alive"))
-            snapshot["worker_heartbeat_at"] = view.get("heartbeat_at")
-            snapshot["worker_tags"] = view.get("tags")
-        resp.media = snapshot
+        store = await self.services.run_store()
+        snapshot, _ = await visible_snapshot(store, caller_of(req), run_id)
+        resp.media = await run_view(self.services, snapshot, wanted)
+
+
+class RunCancelResource:
+    """``POST /runs/{run_id}/cancel``: cancel a run; answers the snapshot after the request.
+
+    PENDING becomes CANCELLED at once, RUNNING becomes CANCELLING (its worker then ends it);
+    CANCELLING and terminal runs are answered unchanged, so repeating a cancel is harmless.
+    """
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
+    ) -> None:
+        caller = caller_of(req)
+        store = await self.services.run_store()
+        await visible_snapshot(store, caller, run_id)
+        try:
+            snapshot = await cancel_run(store, run_id, caller.api_key_id)
+        except RunNotFound:
+            raise run_not_found(run_id) from None
+        resp.media = await run_view(self.services, snapshot, set())
+
+
+class RunWatchResource:
+    """``GET /runs/{run_id}/watch``: the run's snapshots as server-sent events, until it ends.
+
+    Validation, the 404 of a missing (or another tenant's) run and the 503 of a NATS outage
+    are answered before the stream starts; see :mod:`..watch` for the events.
+    """
+
+    def __init__(self, services: GatewayServices) -> None:
+        self.services = services
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
+    ) -> None:
+        query = watch_query(req, self.services.settings.watch_max_sec)
+        store = await self.services.run_store()
+        await visible_snapshot(store, caller_of(req), run_id)
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")  # proxies: pass events on at once
+        watch = RunWatch(self.services, store, run_id, query, self.services.watchers)
+        resp.sse = watch.events()
 
 
 class RunTasksResource:
@@ -215,7 +237,8 @@ class RunTasksResource:
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
     ) -> None:
-        snapshot = await _visible_snapshot(self.services, caller_of(req), run_id)
+        store = await self.services.run_store()
+        snapshot, _ = await visible_snapshot(store, caller_of(req), run_id)
         resp.media = {
             "run_id": snapshot.get("run_id", run_id),
             "flow_name": snapshot.get("flow_name"),

@@ -12,7 +12,8 @@ from ..errors import NATS_UNAVAILABLE, ApiError
 from ..metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from ..openapi import openapi_document
 from ..services import GatewayServices
-from ..workers import list_workers
+from ..validation import flag, worker_states
+from ..workers import WORKER_STATES, list_workers
 
 
 class HealthResource:
@@ -51,13 +52,24 @@ class ReadyResource:
 
 
 class WorkersResource:
-    """``GET /workers``: every worker in the liveness bucket with its state."""
+    """``GET /workers[?state=...&include_stopped=false]``: workers with their state.
+
+    A worker that stopped heartbeating is DISCONNECTED and, like a STOPPED one, stays listed
+    for ``PYOCO_WORKERS_RETENTION_SEC``.
+    """
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.media = await list_workers(self.services.nats.js, self.services.settings)
+        states = worker_states(req, WORKER_STATES)
+        include_stopped = flag(req, "include_stopped", default=True)
+        resp.media = await list_workers(
+            self.services.nats.js,
+            self.services.settings,
+            states=states,
+            include_stopped=include_stopped,
+        )
 
 
 class PluginsResource:
