@@ -32,6 +32,8 @@ from pyoco_server.nats_client import connect
 EXAMPLES = os.environ.get("PYOCO_FUZZ_EXAMPLES", "25")
 SEED = os.environ.get("PYOCO_FUZZ_SEED", "20261130")
 PEPPER = "fuzz-pepper-0123456789abcdef"
+#: No worker runs here, so a watch would stream until PYOCO_WATCH_MAX_SEC: keep them short.
+SHORT_WATCHES = {"watch_max_sec": 0.3, "watch_heartbeat_interval_sec": 0.1}
 #: A whole schemathesis run must end within this (it normally takes 5-15 s).
 RUN_TIMEOUT_SEC = 240
 
@@ -85,7 +87,9 @@ def assert_clean(result: subprocess.CompletedProcess, gateway: GatewayProcess) -
 
 @pytest.mark.slow
 async def test_fuzzing_the_api_finds_no_server_error_or_nonconformance(nats_server, tmp_path):
-    settings = isolated_settings(nats_server.url, yaml_allowed_callables=("tests.flows",))
+    settings = isolated_settings(
+        nats_server.url, yaml_allowed_callables=("tests.flows",), **SHORT_WATCHES
+    )
     gateway = GatewayProcess(settings, tmp_path)
     try:
         await gateway.wait_ready()
@@ -97,7 +101,9 @@ async def test_fuzzing_the_api_finds_no_server_error_or_nonconformance(nats_serv
 
 @pytest.mark.slow
 async def test_fuzzing_with_api_keys_on_finds_no_server_error(nats_server, tmp_path):
-    settings = isolated_settings(nats_server.url, http_auth_mode="api_key", auth_pepper=PEPPER)
+    settings = isolated_settings(
+        nats_server.url, http_auth_mode="api_key", auth_pepper=PEPPER, **SHORT_WATCHES
+    )
     nc = await connect(nats_server.url, "pytest")
     gateway = GatewayProcess(settings, tmp_path)
     try:
