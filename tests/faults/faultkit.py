@@ -200,6 +200,16 @@ class RunWatch:
             await asyncio.wait([self._task], timeout=5)
 
 
+async def stored_snapshots(js: Any, settings: Settings) -> int:
+    """How many run snapshots the runs bucket holds (history 1: one message per key).
+
+    Read from the stream's state: ``KeyValue.keys()`` runs a watch that can give up early on a
+    loaded machine and report no keys at all.
+    """
+    info = await js.stream_info(f"KV_{settings.runs_kv_bucket}")
+    return info.state.messages
+
+
 def start_cluster(store: Path, size: int = 3) -> list[EmbeddedNats]:
     """``size`` nats-servers with JetStream, routed to each other on loopback (one cluster).
 

@@ -13,7 +13,7 @@ import asyncio
 import time
 
 import pytest
-from faultkit import RunWatch
+from faultkit import RunWatch, stored_snapshots
 from isolation import isolated_settings
 from worker_support import (
     WorkerProcess,
@@ -85,8 +85,7 @@ async def test_kill9_of_a_busy_worker_loses_no_run(nc, nats_server, tmp_path):
         # Only what the killed host held (at most CONCURRENCY runs per kill) can run again.
         assert sum(count - 1 for count in executions) <= kills * CONCURRENCY, executions
         await wait_until(lambda: queue_is_empty(js, settings), 30, "the queue to be empty")
-        kv = await js.key_value(settings.runs_kv_bucket)
-        assert len(await kv.keys()) == RUNS
+        assert await stored_snapshots(js, settings) == RUNS
         print(
             f"\nkill -9 x{kills}: {RUNS} runs terminal, none lost; ran twice: {ran_twice} "
             f"({time.strftime('%H:%M:%S')})"

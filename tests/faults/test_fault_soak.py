@@ -20,7 +20,7 @@ import signal
 import time
 
 import pytest
-from faultkit import RunWatch
+from faultkit import RunWatch, stored_snapshots
 from isolation import isolated_settings
 from worker_support import WorkerProcess, make_job, open_store, queue_is_empty, submit, wait_until
 
@@ -118,7 +118,7 @@ async def test_soak_with_restarting_workers_finishes_every_run_exactly_once(
 
         statuses = [(await store.get(job["run_id"]))[0]["status"] for job in jobs]
         assert statuses == ["COMPLETED"] * RUNS
-        assert len(await kv.keys()) == RUNS
+        assert await stored_snapshots(js, settings) == RUNS
         assert watch.terminal() == RUNS
         await wait_until(lambda: queue_is_empty(js, settings), 30, "the queue to be empty")
         print(
