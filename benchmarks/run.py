@@ -173,6 +173,8 @@ class Gateway:
         return rss_kib(self.process.pid) / 1024
 
     def stop(self) -> None:
+        if self.log.closed:
+            return
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -432,6 +434,7 @@ async def listing(url: str, log_dir: Path, requests: int) -> dict[str, Any]:
             for size in (100, 1000, 10000):
                 await store_runs(url, settings, size - stored, stored)
                 stored = size
+                await asyncio.sleep(1.0)  # measure the steady state, not the ingest burst
                 results[size] = await asyncio.to_thread(measure_list, client, requests)
         return {
             "requests_per_size": requests,
@@ -481,6 +484,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         gateways: list[Gateway] = []
         try:
             results["floor"] = await floor(nc, server.url, args.floor_pairs)
+            # Listing first, while the server holds nothing else and no other process is busy.
+            results["list"] = await listing(server.url, log_dir, args.list_requests)
 
             plain = Gateway(fresh_settings(server.url), log_dir)
             keyed_settings = fresh_settings(
@@ -503,6 +508,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["submit"] = {**best(rounds["off"]), "rounds": rounds["off"]}
             results["submit_auth"] = {**best(rounds["on"]), "rounds": rounds["on"]}
             results["gateway_rss_mib_after_submits"] = round(plain.rss_mib, 1)
+            plain.stop()  # an idle gateway still works in the background (index, reconciler)
+            keyed.stop()
 
             runner = Gateway(fresh_settings(server.url), log_dir)
             gateways.append(runner)
@@ -525,7 +532,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 hosts=1, concurrency=4, flow="sleep", runs=args.sleep_runs, seconds=0.2
             )
             results["gateway_rss_mib_after_runs"] = round(runner.rss_mib, 1)
-            results["list"] = await listing(server.url, log_dir, args.list_requests)
+            runner.stop()
         finally:
             for gateway in gateways:
                 gateway.stop()
