@@ -243,7 +243,7 @@ def idempotency_key(req: falcon.asgi.Request) -> str | None:
 MAX_DLQ_REASON_CHARS = 64
 MAX_RUN_ID_CHARS = 128
 #: A dead letter's ``seq`` (a stream sequence, at most 2**63 - 1).
-_SEQ = re.compile(r"^[1-9][0-9]{0,18}$")
+_SEQ = re.compile(r"^[1-9][0-9]{0,18}\Z")
 
 
 @dataclass(frozen=True)
