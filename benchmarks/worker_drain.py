@@ -67,7 +67,14 @@ def rss_kib(pid: int) -> int:
 class Workers:
     """Worker host processes for one scenario."""
 
-    def __init__(self, settings: Settings, hosts: int, concurrency: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hosts: int,
+        concurrency: int,
+        log_dir: Path,
+        log_level: str = "WARNING",
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
         env.update(
             {
@@ -79,7 +86,7 @@ class Workers:
                 env_var("runs_kv_bucket"): settings.runs_kv_bucket,
                 env_var("workers_kv_bucket"): settings.workers_kv_bucket,
                 env_var("auth_kv_bucket"): settings.auth_kv_bucket,
-                "PYOCO_LOG_LEVEL": "WARNING",
+                "PYOCO_LOG_LEVEL": log_level,
             }
         )
         self.ids = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(hosts)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -11,9 +12,13 @@ from typing import Any
 
 from .errors import ConfigError
 
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-SUBJECT_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("gpu\n" is no tag).
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\Z")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\Z")
+SUBJECT_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
+#: The accepted spellings of numbers: ASCII digits only (no ``1_000``, no other scripts).
+INTEGER_FORM = re.compile(r"[+-]?[0-9]+")
+DECIMAL_FORM = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTH_MODES = ("none", "api_key")
 LOG_FORMATS = ("json", "text")
@@ -34,12 +39,14 @@ def _number_parser(kind: type, minimum: float, inclusive: bool = True) -> Callab
     bound = f">= {minimum}" if inclusive else f"> {minimum}"
     label = "an integer" if kind is int else "a number"
 
+    form = INTEGER_FORM if kind is int else DECIMAL_FORM
+
     def parse(name: str, raw: str) -> Any:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            raise ConfigError(name, raw, f"{label} {bound}") from None
-        if value != value or value in (float("inf"), float("-inf")):
+        text = raw.strip()
+        if not form.fullmatch(text):
+            raise ConfigError(name, raw, f"{label} {bound}")
+        value = kind(text)
+        if not math.isfinite(value):
             raise ConfigError(name, raw, f"{label} {bound}")
         if value < minimum or (not inclusive and value == minimum):
             raise ConfigError(name, raw, f"{label} {bound}")
@@ -149,7 +156,7 @@ class Settings:
     http_auth_mode: str = _setting("PYOCO_HTTP_AUTH_MODE", _choice_parser(AUTH_MODES), "none")
     http_api_key_header: str = _setting(
         "PYOCO_HTTP_API_KEY_HEADER",
-        _pattern_parser(re.compile(r"^[A-Za-z0-9-]+$"), "an HTTP header name"),
+        _pattern_parser(re.compile(r"^[A-Za-z0-9-]+\Z"), "an HTTP header name"),
         "X-API-Key",
     )
     auth_kv_bucket: str = _setting("PYOCO_AUTH_KV_BUCKET", _NAME, "pyoco_auth")

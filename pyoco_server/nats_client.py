@@ -24,12 +24,20 @@ from .log import get_logger
 log = get_logger(__name__)
 
 
+def nats_servers(url: str) -> list[str]:
+    """The server URLs in ``url``: one URL, or several separated by commas (a cluster).
+
+    ``nats://a:4222,nats://b:4222`` lets a client start and fail over on any member.
+    """
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str, connect_timeout: float = 2.0) -> Client:
     """Connect with unlimited reconnects, so a NATS restart heals without a process restart.
 
-    ``url`` may list several servers of a cluster, comma-separated; the client connects to any
-    of them and learns the others from the cluster. The first connection must succeed
-    (``nats.errors.NoServersError`` otherwise).
+    ``url`` may list several servers separated by commas (see :func:`nats_servers`); the
+    client connects to one of them and moves to another when it is lost. The first connection
+    must succeed (``nats.errors.NoServersError`` otherwise).
     """
 
     async def on_error(exc: Exception) -> None:
@@ -42,7 +50,7 @@ async def connect(url: str, name: str, connect_timeout: float = 2.0) -> Client:
         log.info("nats_reconnected")
 
     return await nats.connect(
-        servers=[part.strip() for part in url.split(",") if part.strip()],
+        servers=nats_servers(url),
         name=name,
         connect_timeout=connect_timeout,
         max_reconnect_attempts=-1,

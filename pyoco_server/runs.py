@@ -8,7 +8,6 @@ runs ``pyoco_enrich_snapshot`` and honours ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable
@@ -49,6 +48,24 @@ CORE_FIELDS = frozenset(
     }
 )
 PREVIEW_CHARS = 1024
+#: What survives the last resort of :func:`encode_capped` (with ``tasks`` and ``params``
+#: emptied): enough to find, list and account for the run.
+MINIMAL_FIELDS = (
+    "run_id",
+    "flow_name",
+    "status",
+    "tag",
+    "worker_id",
+    "heartbeat_at",
+    "updated_at",
+    "start_time",
+    "end_time",
+    "tenant_id",
+    "api_key_id",
+    "attempt",
+)
+#: Room (JSON bytes) of each text field in that last resort, halved until the snapshot fits.
+LAST_RESORT_TEXT_BYTES = 200
 
 Change = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -57,7 +74,20 @@ class RunNotFound(LookupError):
     """No snapshot exists for the run id."""
 
 
-def _dumps(snapshot: dict[str, Any]) -> bytes:
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts and lists are copied; anything else is shared).
+
+    Snapshots are JSON documents: this is several times cheaper than ``copy.deepcopy`` on
+    every write, and immutable leaves (str, numbers, None, tuples) need no copy.
+    """
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
+
+
+def _dumps(snapshot: Any) -> bytes:
     return json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
 
 
@@ -71,8 +101,10 @@ def encode_capped(snapshot: dict[str, Any], max_bytes: int) -> bytes:
 
     1. drop ``task_records`` (``task_records_truncated=true``, tasks kept);
     2. trim ``error`` and replace ``params`` by a preview (logged as ERR-PYOCO-0010);
-    3. keep only the core fields, with ``tasks`` dropped, as a last resort.
-    The input dict is updated to match what was encoded.
+    3. keep only the core fields, with ``tasks`` dropped and long texts cut (the run id too,
+       if it had to be: never for a uuid), as a last resort.
+    The input dict is updated to match what was encoded. Holds for any ``max_bytes`` of at
+    least 1 KiB (the smallest ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``).
     """
     data = _dumps(snapshot)
     if len(data) <= max_bytes:
@@ -100,38 +132,40 @@ def encode_capped(snapshot: dict[str, Any], max_bytes: int) -> bytes:
     data = _dumps(snapshot)
     if len(data) <= max_bytes:
         return data
-    minimal = {
-        key: snapshot.get(key)
-        for key in (
-            "run_id",
-            "flow_name",
-            "status",
-            "tag",
-            "worker_id",
-            "heartbeat_at",
-            "updated_at",
-            "start_time",
-            "end_time",
-            "tenant_id",
-            "api_key_id",
-            "attempt",
-        )
-        if key in snapshot
-    }
+    minimal: dict[str, Any] = {key: snapshot.get(key) for key in MINIMAL_FIELDS if key in snapshot}
     minimal.update(
         params={"_truncated": True},
         tasks={},
         task_records={},
         task_records_truncated=True,
         tasks_truncated=True,
-        error=(snapshot.get("error") or "")[:200] or None,
+        error=snapshot.get("error") or None,
     )
-    for key in ("run_id", "flow_name", "tag"):
-        if isinstance(minimal.get(key), str):
-            minimal[key] = minimal[key][:200]
+    # Halve the room of every text field (the status excepted) until the whole fits.
+    limit = LAST_RESORT_TEXT_BYTES
+    while True:
+        fitted = {
+            key: _fit(value, limit) if isinstance(value, str) and key != "status" else value
+            for key, value in minimal.items()
+        }
+        data = _dumps(fitted)
+        if len(data) <= max_bytes or limit <= 8:
+            break
+        limit //= 2
     snapshot.clear()
-    snapshot.update(minimal)
-    return _dumps(snapshot)
+    snapshot.update(fitted)
+    return data
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose JSON encoding takes at most ``max_bytes`` bytes."""
+    text = text[:max_bytes]  # every character takes at least one byte
+    used = 0
+    for index, char in enumerate(text):
+        used += len(_dumps(char)) - 2  # without the quotes
+        if used > max_bytes:
+            return text[:index]
+    return text
 
 
 class RunStore:
@@ -145,7 +179,7 @@ class RunStore:
     def prepare(self, snapshot: dict[str, Any], job: dict[str, Any] | None, event: str) -> bytes:
         """Enrich (plugins), stamp ``updated_at`` and encode within the size cap."""
         for extra in self.pm.hook.pyoco_enrich_snapshot(
-            snapshot=copy.deepcopy(snapshot), job=job, event=event
+            snapshot=json_copy(snapshot), job=job, event=event
         ):
             if extra:
                 snapshot.update({k: v for k, v in extra.items() if k not in CORE_FIELDS})
@@ -181,6 +215,7 @@ class RunStore:
         *,
         reopen: bool = False,
         attempts: int = 50,
+        known: tuple[dict[str, Any], int] | None = None,
     ) -> tuple[dict[str, Any], int]:
         """Apply ``change`` to the latest snapshot and write it with compare-and-set.
 
@@ -189,14 +224,26 @@ class RunStore:
         snapshot. A terminal snapshot is left alone unless the new one is terminal too
         (``change`` decides) or ``reopen`` is set (redrive). Returns the snapshot that is
         current afterwards and its revision.
+
+        ``known`` is a ``(snapshot, revision)`` pair this process wrote or read last (what an
+        earlier ``update`` returned): the first attempt starts from it instead of reading the
+        snapshot again, saving a round trip. If the run changed meanwhile, the
+        compare-and-set fails and the next attempt reads the latest, as without it; a decision
+        to write nothing is never taken on ``known`` alone.
         """
-        for _ in range(attempts):
-            current, revision = await self.get(run_id)
-            proposed = change(copy.deepcopy(current))
-            if proposed is None:
-                return current, revision
-            reopening = not is_terminal(proposed.get("status"))
-            if is_terminal(current.get("status")) and reopening and not reopen:
+        for attempt in range(attempts):
+            assumed = attempt == 0 and known is not None
+            if assumed:
+                current, revision = json_copy(known[0]), known[1]
+            else:
+                current, revision = await self.get(run_id)
+            proposed = change(json_copy(current))
+            reopening = proposed is not None and not is_terminal(proposed.get("status"))
+            if proposed is None or (
+                is_terminal(current.get("status")) and reopening and not reopen
+            ):
+                if assumed:
+                    continue  # confirm on the latest snapshot
                 return current, revision
             data = self.prepare(proposed, job, event)
             try:

@@ -16,6 +16,7 @@ import yaml
 
 from .errors import PolicyViolation
 from .model import ResolvedFlow
+from .text import has_lone_surrogate
 
 #: Keys pyoco 0.8 accepts in a single-flow file, per level.
 TOP_LEVEL_KEYS = frozenset({"version", "flow", "tasks", "pipes", "runtime"})
@@ -64,6 +65,10 @@ def parse_workflow_yaml(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise PolicyViolation(
             "not_a_mapping", "workflow YAML must be a mapping with 'flow' and 'tasks'"
+        )
+    if has_lone_surrogate(document):
+        raise PolicyViolation(
+            "invalid_encoding", "workflow YAML escapes a lone UTF-16 surrogate, which is not text"
         )
     return document
 

@@ -91,3 +91,60 @@ def test_job_validation():
     ):
         with pytest.raises(InvalidJob):
             decode_job(bad)
+
+
+class CountingKv:
+    """The real KV handle, counting reads (to see which writes needed one)."""
+
+    def __init__(self, kv):
+        self.kv = kv
+        self.gets = 0
+
+    async def get(self, key):
+        self.gets += 1
+        return await self.kv.get(key)
+
+    def __getattr__(self, name):
+        return getattr(self.kv, name)
+
+
+async def test_a_known_revision_saves_the_read_and_a_stale_one_is_caught(store: RunStore):
+    job = make_job()
+    await store.create(pending_snapshot(job), job)
+    counting = RunStore(CountingKv(store.kv), store.pm, store.settings)
+    claimed = await counting.update("run-1", lambda s: {**s, "status": "RUNNING"}, "started")
+    assert counting.kv.gets == 1
+
+    def finish(snapshot):
+        return {**snapshot, "status": "COMPLETED", "tasks": {**snapshot["tasks"], "a": "DONE"}}
+
+    # Someone else wrote meanwhile (the gateway recording a cancel request, say).
+    await store.update("run-1", lambda s: {**s, "cancel_requested": True}, "cancel")
+    finished, _ = await counting.update("run-1", finish, "finished", known=claimed)
+    assert counting.kv.gets == 2  # the compare-and-set failed once, then the latest was read
+    assert finished["cancel_requested"] is True and finished["status"] == "COMPLETED"
+
+    fresh = await counting.update("run-1", lambda s: {**s, "note": 1}, "progress")
+    again = await counting.update("run-1", lambda s: {**s, "note": 2}, "progress", known=fresh)
+    assert counting.kv.gets == 3  # the known revision was current: no read
+    assert (await store.get("run-1"))[0]["note"] == 2 and again[1] > fresh[1]
+
+
+async def test_a_known_snapshot_never_decides_to_write_nothing(store: RunStore):
+    job = make_job()
+    await store.create(pending_snapshot(job), job)
+    stale_terminal = await store.update("run-1", lambda s: {**s, "status": "FAILED"}, "finished")
+    await store.update("run-1", lambda s: {**s, "status": "PENDING"}, "redrive", reopen=True)
+
+    def finish_unless_terminal(snapshot):
+        return (
+            None
+            if snapshot["status"] in ("COMPLETED", "FAILED")
+            else {
+                **snapshot,
+                "status": "COMPLETED",
+            }
+        )
+
+    after, _ = await store.update("run-1", finish_unless_terminal, "finished", known=stale_terminal)
+    assert after["status"] == "COMPLETED"  # judged on the latest snapshot, not the stale one

@@ -18,10 +18,11 @@ from ..hookspecs import hookimpl
 from ..model import WorkflowContext
 from ..workflow import FLOW_KEYS, FORBIDDEN_KEYS, RUNTIME_KEYS, TASK_KEYS, TOP_LEVEL_KEYS
 
-CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*$")
-USE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*\Z")
+USE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\Z")
 ENV_REFERENCE = re.compile(r"\$env\.([A-Za-z0-9_]*)")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+ENV_PREFIX = "$env."
 
 
 @hookimpl
@@ -142,15 +143,45 @@ def _task_names(pipeline: Any) -> Iterator[str]:
             yield from _task_names(term.body)
 
 
-def check_graph(document: dict[str, Any]) -> None:
-    """Parse the graph (and pipes) with pyoco's DSL parser; every task must be defined."""
-    from pyoco.dsl.graph import parse_graph, resolve_pipe_refs, validate_graph_terms
+def _pipeline(document: dict[str, Any]) -> Any:
+    """The graph parsed by pyoco's DSL parser, with ``pipe(...)`` references resolved."""
+    from pyoco.dsl.graph import parse_graph, resolve_pipe_refs
 
     graph = document["flow"]["graph"]
     try:
-        pipeline = resolve_pipe_refs(parse_graph(graph), document.get("pipes") or {})
+        return resolve_pipe_refs(parse_graph(graph), document.get("pipes") or {})
     except (ValueError, RecursionError) as exc:
         raise PolicyViolation("invalid_graph", f"graph rejected: {exc}", "flow.graph") from None
+
+
+def _expressions(pipeline: Any) -> Iterator[str]:
+    """Every expression of the graph: ``switch(on=)``, ``repeat(count=)``, ``foreach(over=)``,
+    ``until(cond=)``, in nested bodies and branches too."""
+    from pyoco.dsl.graph_terms import ForEachTerm, RepeatTerm, SwitchTerm, UntilTerm
+
+    for term in pipeline.terms:
+        if isinstance(term, SwitchTerm):
+            yield term.on
+            for case in term.cases:
+                yield from _expressions(case.branch)
+            if term.default is not None:
+                yield from _expressions(term.default)
+        elif isinstance(term, RepeatTerm):
+            yield term.count
+            yield from _expressions(term.body)
+        elif isinstance(term, ForEachTerm):
+            yield term.over
+            yield from _expressions(term.body)
+        elif isinstance(term, UntilTerm):
+            yield term.cond
+            yield from _expressions(term.body)
+
+
+def check_graph(document: dict[str, Any]) -> None:
+    """Parse the graph (and pipes) with pyoco's DSL parser; every task must be defined."""
+    from pyoco.dsl.graph import validate_graph_terms
+
+    pipeline = _pipeline(document)
     report = validate_graph_terms(pipeline)
     if report.errors:
         raise PolicyViolation("invalid_graph", "; ".join(report.errors), "flow.graph")
@@ -223,25 +254,57 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def check_env_references(document: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    """Any ``$env.NAME`` anywhere needs NAME in ``runtime.expose_env`` and the operator list."""
-    exposed = set((document.get("runtime") or {}).get("expose_env") or [])
+def _expression_env_names(expression: str) -> Iterator[str]:
+    """Environment variables a graph expression reads, the way pyoco compiles it.
+
+    ``{{ ... }}`` is unwrapped; an expression holding ``$env.``/``$ctx.`` references reads the
+    first path segment of each ``$env.<path>``; otherwise a plain path ``env.<NAME>...`` is
+    pyoco's shorthand for ``$env.<NAME>...``.
+    """
+    inner = expression.strip()
+    if inner.startswith("{{") and inner.endswith("}}"):
+        inner = inner[2:-2].strip()
+    if "$env." in inner or "$ctx." in inner:
+        for match in re.finditer(r"\$env\.([A-Za-z_][\w.]*)", inner):
+            yield match.group(1).split(".")[0]
+    elif inner.startswith("env."):
+        yield inner[len("env.") :].split(".")[0]
+
+
+def _env_reads(document: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(name, where)`` of every environment variable the document could make pyoco read."""
+    for name, conf in document["tasks"].items():
+        for key, value in (conf.get("inputs") or {}).items():
+            # pyoco resolves an input value starting with "$env." as the whole rest.
+            if isinstance(value, str) and value.startswith(ENV_PREFIX):
+                yield value[len(ENV_PREFIX) :], f"tasks.{name}.inputs.{key}"
+    for expression in _expressions(_pipeline(document)):
+        for env_name in _expression_env_names(expression):
+            yield env_name, expression
+    # Anywhere else a "$env." reference is refused unless listed too (defence in depth).
     for text in _strings(document):
         for match in ENV_REFERENCE.finditer(text):
-            name = match.group(1)
-            if not ENV_NAME.match(name):
-                raise PolicyViolation(
-                    "env_not_allowed", "'$env.' must be followed by a variable name", text
-                )
-            if name not in exposed:
-                raise PolicyViolation(
-                    "env_not_exposed",
-                    f"$env.{name} is read but '{name}' is not listed in runtime.expose_env",
-                    name,
-                )
-            if name not in allowed:
-                raise PolicyViolation(
-                    "env_not_allowed",
-                    f"$env.{name} is not allowed by the operator (PYOCO_YAML_ALLOWED_ENV)",
-                    name,
-                )
+            yield match.group(1), text
+
+
+def check_env_references(document: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Any environment read (``$env.NAME`` in an input or anywhere, ``env.NAME`` in a graph
+    expression) needs NAME in ``runtime.expose_env`` and in the operator's list."""
+    exposed = set((document.get("runtime") or {}).get("expose_env") or [])
+    for name, text in _env_reads(document):
+        if not ENV_NAME.match(name):
+            raise PolicyViolation(
+                "env_not_allowed", "'$env.' must be followed by a variable name", text
+            )
+        if name not in exposed:
+            raise PolicyViolation(
+                "env_not_exposed",
+                f"$env.{name} is read but '{name}' is not listed in runtime.expose_env",
+                name,
+            )
+        if name not in allowed:
+            raise PolicyViolation(
+                "env_not_allowed",
+                f"$env.{name} is not allowed by the operator (PYOCO_YAML_ALLOWED_ENV)",
+                name,
+            )

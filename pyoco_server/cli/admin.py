@@ -23,6 +23,7 @@ from ..auth import (
 )
 from ..config import Settings
 from ..log import configure_logging
+from ..nats_client import nats_servers
 from .common import EXIT_OK, add_nats_argument, load_settings, run_command
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -79,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _display_url(url: str) -> str:
-    """``host:port`` of a NATS URL, without any credentials it carries."""
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 4222}" if parts.hostname else "the NATS server"
+    """``host:port`` of each NATS URL in ``url``, without any credentials they carry."""
+    shown = []
+    for server in nats_servers(url):
+        parts = urlsplit(server)
+        shown.append(f"{parts.hostname}:{parts.port or 4222}" if parts.hostname else "?")
+    return ",".join(shown) or "the NATS server"
 
 
 async def _connect(url: str) -> Client:
@@ -94,7 +98,7 @@ async def _connect(url: str) -> Client:
     try:
         return await asyncio.wait_for(
             nats.connect(
-                servers=[url],
+                servers=nats_servers(url),
                 name="pyoco-server-admin",
                 connect_timeout=2.0,
                 allow_reconnect=False,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
 from ..config import Settings
 from ..errors import PyocoServerError
 from ..hook_trace import TRACE_LOGGER, enable_tracing
 from ..log import get_logger
 from ..plugins import PluginOptions, PyocoPluginManager, build_plugin_manager
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -42,7 +45,8 @@ def add_nats_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nats-url",
         metavar="URL",
-        help="NATS server URL, e.g. nats://127.0.0.1:4222 [PYOCO_NATS_URL]",
+        help="NATS server URL, e.g. nats://127.0.0.1:4222; several separated by commas for a "
+        "cluster [PYOCO_NATS_URL]",
     )
 
 
@@ -103,3 +107,13 @@ def run_command(func: Callable[[], int]) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (cheaper socket and pipe I/O than asyncio's
+    own loop; the gateway gets it from uvicorn), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import textwrap
 
@@ -26,6 +25,7 @@ from .common import (
     load_settings,
     make_plugin_manager,
     plugin_selection,
+    run_async,
     run_command,
 )
 
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings, "pyoco-server:worker")
     structlog.contextvars.bind_contextvars(worker_id=options.worker_id)
     pm = make_plugin_manager(args, settings)
-    return asyncio.run(WorkerHost(settings, options, pm).run())
+    return run_async(WorkerHost(settings, options, pm).run())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from ..config import Settings
 from .auth import install_auth
 from .dashboard import install_dashboard
 from .errors import install_error_handling
+from .media import install_json_responses
 from .resources.dlq import (
     DlqBulkRedriveResource,
     DlqEntryResource,
@@ -75,6 +76,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
         app.add_middleware(component)
     app.req_options.strip_url_path_trailing_slash = True
     install_error_handling(app)
+    install_json_responses(app)
 
     app.add_route("/health", HealthResource())
     app.add_route("/ready", ReadyResource(services))

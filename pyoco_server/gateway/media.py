@@ -14,9 +14,10 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-from falcon.media import MultipartFormHandler
+from falcon.media import JSONHandler, MultipartFormHandler
 from falcon.util.mediatypes import parse_header
 
+from ..text import has_lone_surrogate, json_may_hold_surrogates
 from .errors import BODY_TOO_LARGE, ApiError, invalid
 
 
@@ -80,11 +81,29 @@ def parse_json(req: falcon.asgi.Request, raw: bytes) -> Any:
     if not raw.strip():
         raise invalid("the request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
     except UnicodeDecodeError:
         raise invalid("the request body is not UTF-8 encoded JSON") from None
     except ValueError as exc:
         raise invalid(f"the request body is not valid JSON: {exc}") from None
+    if json_may_hold_surrogates(raw) and has_lone_surrogate(document):
+        raise invalid(
+            "the request body holds a \\u escape of a lone UTF-16 surrogate, which is not text"
+        )
+    return document
+
+
+def _dump_json(document: Any) -> bytes:
+    """JSON for a response: UTF-8 as usual; ``\\u`` escapes for text UTF-8 cannot encode."""
+    try:
+        return json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(document).encode("utf-8")
+
+
+def install_json_responses(app: falcon.asgi.App) -> None:
+    """Render ``resp.media`` with :func:`_dump_json`: no response fails to serialize."""
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSONHandler(dumps=_dump_json)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

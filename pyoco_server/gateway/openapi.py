@@ -91,13 +91,23 @@ def _schemas() -> dict[str, Any]:
                     "minLength": 1,
                     "maxLength": MAX_FLOW_NAME_CHARS,
                 },
-                "params": {"type": "object", "default": {}},
+                "params": {
+                    "type": ["object", "null"],
+                    "default": {},
+                    "description": "null or absent: {}",
+                },
                 "tag": {
                     **tag,
-                    "description": "routing tag (job subject pyoco.work.<tag>); default: the "
-                    "first of tags, else PYOCO_DEFAULT_TAG",
+                    "type": ["string", "null"],
+                    "description": "routing tag (job subject pyoco.work.<tag>); null or "
+                    "absent: the first of tags, else PYOCO_DEFAULT_TAG",
                 },
-                "tags": {"type": "array", "items": tag, "maxItems": MAX_TAGS},
+                "tags": {
+                    "type": ["array", "null"],
+                    "items": tag,
+                    "maxItems": MAX_TAGS,
+                    "description": "null or absent: [tag]",
+                },
             },
         },
         "RunSubmitted": {
@@ -348,6 +358,17 @@ def _parameters() -> dict[str, Any]:
     }
 
 
+def _flag(default: bool) -> dict[str, Any]:
+    """A boolean query parameter: true/false, or 1/0, yes/no, on/off (empty: false)."""
+    return {
+        "anyOf": [
+            {"type": "boolean"},
+            {"type": "string", "enum": ["1", "0", "yes", "no", "on", "off", ""]},
+        ],
+        "default": default,
+    }
+
+
 def _query(name: str, schema: dict[str, Any], description: str, explode: bool = False):
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}
     parameter["description"] = description
@@ -431,8 +452,8 @@ def _paths() -> dict[str, Any]:
                     ),
                     _query(
                         "include",
-                        {"type": "string", "enum": ["full"]},
-                        "full: whole snapshots instead of summaries",
+                        {"type": "string", "enum": ["full", ""]},
+                        "full: whole snapshots instead of summaries (an empty value is ignored)",
                     ),
                 ],
                 "responses": {
@@ -441,7 +462,7 @@ def _paths() -> dict[str, Any]:
                             {
                                 "type": "array",
                                 "items": {
-                                    "oneOf": [
+                                    "anyOf": [
                                         _ref("schemas", "RunSummary"),
                                         _ref("schemas", "RunSnapshot"),
                                     ]
@@ -519,10 +540,10 @@ def _paths() -> dict[str, Any]:
                         "include",
                         {
                             "type": "array",
-                            "items": {"type": "string", "enum": ["records", "full", "all"]},
+                            "items": {"type": "string", "enum": ["records", "full", "all", ""]},
                         },
                         "records: add task_records; full/all: the snapshot as stored "
-                        "(repeatable or comma-separated)",
+                        "(repeatable or comma-separated; an empty value is ignored)",
                         explode=True,
                     ),
                 ],
@@ -578,14 +599,15 @@ def _paths() -> dict[str, Any]:
                 "id) after PYOCO_WATCH_HEARTBEAT_INTERVAL_SEC without a change, `timeout` "
                 "(timeout_sec passed; the stream ends), `deleted` (the run was removed; the "
                 "stream ends), `error` (NATS failed after the stream started: the error JSON "
-                "shape; reconnect). Reconnect with Last-Event-ID to resume without repeats.",
+                "shape; reconnect), `closing` (the gateway is shutting down; the stream ends). "
+                "Reconnect with Last-Event-ID to resume without repeats.",
                 "parameters": [
                     run_id,
                     _query(
                         "include",
                         {
                             "type": "array",
-                            "items": {"type": "string", "enum": ["records", "full", "all"]},
+                            "items": {"type": "string", "enum": ["records", "full", "all", ""]},
                         },
                         "as on GET /runs/{run_id}: records adds task_records to every snapshot",
                         explode=True,
@@ -602,8 +624,8 @@ def _paths() -> dict[str, Any]:
                         "required": False,
                         "description": "the id of the last event the client received: only "
                         "snapshots with a higher revision are sent (an empty stream when that "
-                        "was the terminal snapshot)",
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                        "was the terminal snapshot); an empty value is ignored",
+                        "schema": {"type": "string", "pattern": "^([0-9]{1,20})?$"},
                     },
                 ],
                 "responses": {
@@ -611,7 +633,32 @@ def _paths() -> dict[str, Any]:
                         "description": "the event stream",
                         "content": {
                             "text/event-stream": {
-                                "schema": {"type": "string"},
+                                # OpenAPI 3.1 (no itemSchema): the schema describes one event.
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["event", "data"],
+                                    "properties": {
+                                        "event": {
+                                            "type": "string",
+                                            "enum": [
+                                                "snapshot",
+                                                "heartbeat",
+                                                "timeout",
+                                                "deleted",
+                                                "error",
+                                                "closing",
+                                            ],
+                                        },
+                                        "id": {
+                                            "type": "string",
+                                            "description": "the KV revision (snapshot events)",
+                                        },
+                                        "data": {
+                                            "type": "string",
+                                            "description": "a JSON document",
+                                        },
+                                    },
+                                },
                                 "example": 'event: snapshot\nid: 42\ndata: {"run_id": '
                                 '"…", "status": "RUNNING", …}\n\n',
                             }
@@ -631,13 +678,17 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _query(
                         "state",
-                        {"type": "array", "items": {"type": "string", "enum": list(WORKER_STATES)}},
-                        "only workers in these states (repeatable or comma-separated)",
+                        {
+                            "type": "array",
+                            "items": {"type": "string", "enum": [*WORKER_STATES, ""]},
+                        },
+                        "only workers in these states (repeatable or comma-separated; an empty "
+                        "value is ignored)",
                         explode=True,
                     ),
                     _query(
                         "include_stopped",
-                        {"type": "boolean", "default": True},
+                        _flag(default=True),
                         "false: leave STOPPED workers out",
                     ),
                 ],
@@ -880,7 +931,7 @@ def _dlq_paths() -> dict[str, Any]:
     )
     new_run = _query(
         "new_run",
-        {"type": "boolean", "default": False},
+        _flag(default=False),
         "true: queue the job as a fresh run instead of a new attempt of its run",
     )
     filters = [

@@ -97,7 +97,7 @@ async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
         raise nats_unavailable(
             f"the run could not be queued ({type(exc).__name__}); nothing was stored, retry"
         ) from exc
-    log.info("run_submitted", run_id=job["run_id"], flow_name=job["flow_name"], tag=job["tag"])
+    log.debug("run_submitted", run_id=job["run_id"], flow_name=job["flow_name"], tag=job["tag"])
 
 
 async def submit_run(

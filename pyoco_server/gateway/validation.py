@@ -26,11 +26,11 @@ LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
 MAX_RUN_ID_SEARCH_CHARS = 64
 #: A page cursor is a stream sequence number (an unsigned 64-bit integer).
-_CURSOR = re.compile(r"^[1-9][0-9]{0,19}$")
+_CURSOR = re.compile(r"^[1-9][0-9]{0,19}\Z")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+\Z")
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ def idempotency_key(req: falcon.asgi.Request) -> str | None:
 MAX_DLQ_REASON_CHARS = 64
 MAX_RUN_ID_CHARS = 128
 #: A dead letter's ``seq`` (a stream sequence, at most 2**63 - 1).
-_SEQ = re.compile(r"^[1-9][0-9]{0,18}$")
+_SEQ = re.compile(r"^[1-9][0-9]{0,18}\Z")
 
 
 @dataclass(frozen=True)

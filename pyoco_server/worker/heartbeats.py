@@ -49,6 +49,9 @@ class ActiveRun:
         self.started = loop.time()
         self.last_progress_ack = self.started
         self.cancel_requested = False
+        #: The snapshot and KV revision this host wrote or read last: the next write starts
+        #: from it instead of reading the run again (``RunStore.update(known=...)``).
+        self.latest: tuple[dict[str, Any], int] | None = None
         #: True once the grace period ran out and the execution process was killed.
         self.hard_stopped = False
         #: Set once the outcome is known: no more progress writes.
@@ -147,7 +150,9 @@ class Heartbeats:
                     execution.task_records if execution and execution.tasks else None,
                 )
                 try:
-                    await self.store.update(run.run_id, change, event, run.job)
+                    run.latest = await self.store.update(
+                        run.run_id, change, event, run.job, run.latest
+                    )
                 except Exception as exc:
                     log.warning(
                         "run_heartbeat_failed",

@@ -138,8 +138,9 @@ class JobRunner:
     async def _transient(self, job: dict[str, Any], delivery: Delivery, error: str) -> None:
         await self._fail(Failure("transient", error, job, *self._counts(delivery)), delivery)
 
-    async def _claim(self, job: dict[str, Any], delivery: Delivery) -> bool:
+    async def _claim(self, run: ActiveRun) -> bool:
         """Mark the run RUNNING; ``False`` when the job must not run (and was settled)."""
+        job, delivery = run.job, run.delivery
         attempt = job.get("attempt")
         claim = Claim(
             self.worker_id,
@@ -148,7 +149,7 @@ class JobRunner:
             attempt=attempt if isinstance(attempt, int) else None,
         )
         try:
-            await self.store.update(job["run_id"], claim, "started", job)
+            run.latest = await self.store.update(job["run_id"], claim, "started", job)
         except RunNotFound:
             # The gateway removes a run whose publish it reported as failed: the client was
             # told the run does not exist, so it must not run.
@@ -176,7 +177,7 @@ class JobRunner:
         self.heartbeats.add(run)  # in_progress from the start, in case claiming is slow
         self.record.run_started(run.run_id)
         try:
-            if not await self._claim(job, delivery):
+            if not await self._claim(run):
                 return
             log.info("run_started", num_delivered=delivery.num_delivered)
             try:
@@ -233,7 +234,7 @@ class JobRunner:
         error = None
         for delay in (*TERMINAL_WRITE_RETRY_DELAYS_SEC, None):
             try:
-                await self.store.update(run.run_id, finish, "finished", run.job)
+                await self.store.update(run.run_id, finish, "finished", run.job, run.latest)
                 return None
             except RunNotFound:
                 log.warning("run_vanished_before_finish", err_id=err_id(5), msg_id=msg_id(5))

@@ -28,10 +28,15 @@ class WorkerRunStore:
         self.settings = settings
 
     async def update(
-        self, run_id: str, change: Change, event: str, job: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        change: Change,
+        event: str,
+        job: dict[str, Any] | None = None,
+        known: tuple[dict[str, Any], int] | None = None,
     ) -> tuple[dict[str, Any], int]:
         try:
-            return await self.store.update(run_id, change, event, job)
+            return await self.store.update(run_id, change, event, job, known=known)
         except RunNotFound:
             if not await self._bucket_exists():
                 raise RunsBucketMissing(
