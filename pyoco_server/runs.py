@@ -88,7 +88,13 @@ def json_copy(value: Any) -> Any:
 
 
 def _dumps(snapshot: Any) -> bytes:
-    return json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False, default=repr).encode()
+    try:
+        return json.dumps(
+            snapshot, separators=(",", ":"), ensure_ascii=False, default=repr
+        ).encode()
+    except UnicodeEncodeError:
+        # Text with a lone surrogate (a task may return anything): \u escapes encode it.
+        return json.dumps(snapshot, separators=(",", ":"), default=repr).encode()
 
 
 def _preview(value: Any) -> str:

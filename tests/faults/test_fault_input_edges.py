@@ -22,6 +22,7 @@ from pyoco_server.gateway.app import create_app
 from pyoco_server.gateway.media import _dump_json
 from pyoco_server.jobs import InvalidJob, build_job, decode_job, encode_job
 from pyoco_server.plugins import build_plugin_manager
+from pyoco_server.runs import encode_capped
 from pyoco_server.workflow import parse_workflow_yaml
 
 
@@ -89,3 +90,10 @@ def test_any_response_document_can_be_rendered():
     rendered = _dump_json({"detail": "unknown key '\ud800'", "ok": "caf\u00e9"})
     assert json.loads(rendered) == {"detail": "unknown key '\ud800'", "ok": "caf\u00e9"}
     assert _dump_json({"ok": "caf\u00e9"}) == '{"ok": "caf\u00e9"}'.encode()
+
+
+def test_a_snapshot_holding_a_lone_surrogate_is_still_written():
+    # A task may return any string; its record must not make the terminal write fail.
+    snapshot = {"run_id": "r", "status": "COMPLETED", "task_records": {"a": {"output": "\ud800"}}}
+    data = encode_capped(dict(snapshot), 1024)
+    assert json.loads(data)["task_records"]["a"]["output"] == "\ud800"
