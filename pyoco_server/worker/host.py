@@ -29,7 +29,7 @@ from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
-WORKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_=.-]*(?<!\.)$")
+WORKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_=.-]*(?<!\.)\Z")
 #: Bounded waits of the shutdown steps after the grace period.
 REQUEUE_TIMEOUT_SEC = 10.0
 CLOSE_TIMEOUT_SEC = 5.0
