@@ -31,6 +31,9 @@ ERROR_MESSAGES: dict[int, str] = {
     29: "dead letter cannot be redriven",
     30: "run lost: its worker stopped heartbeating or its job exhausted MaxDeliver",
     31: "worker id already in use by a live worker",
+    40: "schedule not found",
+    41: "schedule limit reached",
+    42: "schedule slot not fired: creating API key revoked or workflow YAML refused",
 }
 
 

@@ -21,7 +21,14 @@ ENTRY_POINT_GROUP = "pyoco_server"
 OWN_DISTRIBUTION = "pyoco-server"
 
 #: Built-in plugins, in registration order; each is ``pyoco_server.builtin.<name>``.
-BUILTIN_PLUGINS: tuple[str, ...] = ("yaml_policy", "sha256", "dlq", "yaml_flow", "flow_resolver")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "yaml_policy",
+    "sha256",
+    "dlq",
+    "yaml_flow",
+    "flow_resolver",
+    "schedule_times",
+)
 
 SOURCE_BUILTIN = "built-in"
 SOURCE_ENTRY_POINT = "entry point"

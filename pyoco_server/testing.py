@@ -150,6 +150,8 @@ def isolation_env(suffix: str | None = None) -> dict[str, str]:
         "PYOCO_WORKERS_KV_BUCKET": f"workers_{suffix}",
         "PYOCO_AUTH_KV_BUCKET": f"auth_{suffix}",
         "PYOCO_IDEMPOTENCY_KV_BUCKET": f"idem_{suffix}",
+        "PYOCO_SCHEDULES_KV_BUCKET": f"sched_{suffix}",
+        "PYOCO_SCHEDULE_WORKFLOWS_KV_BUCKET": f"schedwf_{suffix}",
     }
 
 

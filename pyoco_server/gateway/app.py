@@ -34,6 +34,7 @@ from .resources.system import (
     ReadyResource,
     WorkersResource,
 )
+from .schedules.resources import install_schedule_routes
 from .services import GatewayServices
 
 
@@ -95,5 +96,6 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services))
     app.add_route("/openapi.json", OpenApiResource())
+    install_schedule_routes(app, services)
     install_dashboard(app, settings)
     return app

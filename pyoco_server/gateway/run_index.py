@@ -63,6 +63,8 @@ SUMMARY_FIELDS = (
     "submitted_at",
     "start_time",
     "end_time",
+    # Schedules (issue 17): which schedule created the run, for ``GET /runs?schedule_id=``.
+    "schedule_id",
 )
 #: Longest ``error`` text kept in a summary; the full text is in ``GET /runs/{id}``.
 SUMMARY_ERROR_CHARS = 1024
@@ -187,12 +189,14 @@ class RunIndex:
         q: str | None = None,
         limit: int = 50,
         cursor: int | None = None,
+        schedule_id: str | None = None,
     ) -> RunPage:
         """Up to ``limit`` summaries, most recently updated first, and the next page's cursor.
 
         ``tenant_id=None`` (authentication off) sees every run; otherwise only that tenant's.
         ``tag`` matches a run's routing ``tag`` or any of its ``tags``; ``q`` matches run ids
-        containing it (case-insensitive). ``cursor`` (a previous page's ``next_cursor``)
+        containing it (case-insensitive); ``schedule_id`` keeps the runs of one schedule.
+        ``cursor`` (a previous page's ``next_cursor``)
         continues after that page: only runs whose latest write is older are listed.
         """
         needle = q.lower() if q else None
@@ -206,6 +210,8 @@ class RunIndex:
             if tag is not None and summary["tag"] != tag and tag not in (summary["tags"] or ()):
                 continue
             if needle is not None and needle not in summary["run_id"].lower():
+                continue
+            if schedule_id is not None and summary["schedule_id"] != schedule_id:
                 continue
             found.append(dict(summary))
             last_seq = seq

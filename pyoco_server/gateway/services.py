@@ -38,6 +38,9 @@ class GatewayServices:
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self.watchers = WatcherRegistry()
         self.reconciler = Reconciler(self)
+        from .schedules.service import SchedulesService  # it imports the submit path
+
+        self.schedules = SchedulesService(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -54,6 +57,7 @@ class GatewayServices:
         self._tasks = [
             loop.create_task(self.index_feed.run(self._stop)),
             loop.create_task(self.reconciler.run(self._stop)),
+            *(loop.create_task(task) for task in self.schedules.tasks(self._stop)),
         ]
 
     async def stop(self) -> None:

@@ -73,6 +73,7 @@ class RunsResource:
             q=query.q,
             limit=query.limit,
             cursor=query.cursor,
+            schedule_id=query.schedule_id,
         )
         if page.next_cursor is not None:
             resp.set_header(NEXT_CURSOR_HEADER, str(page.next_cursor))

@@ -89,6 +89,8 @@ class MetricsResource:
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
         self.metrics = GatewayMetrics()
+        for collector in services.schedules.metrics.collectors():
+            self.metrics.registry.register(collector)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.data = await self.metrics.render(self.services)
