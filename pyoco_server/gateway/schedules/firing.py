@@ -180,15 +180,16 @@ class Firer:
         policy = definition["policies"]["overlap"]
         if policy == "allow" or state is None:
             return None
+        if policy == "buffer_one" and state.get("buffered") is not None:
+            # A slot is already waiting: it fires first, when the previous run ends.
+            return Outcome(SKIPPED, nominal, reason="buffer_full")
         last = state.get("last_run_id")
         if not await self.previous_active(last):
             return None
         if policy == "skip":
             return Outcome(SKIPPED, nominal, reason="overlap")
         if policy == "buffer_one":
-            if state.get("buffered") is None:
-                return Outcome(BUFFERED, nominal)
-            return Outcome(SKIPPED, nominal, reason="buffer_full")
+            return Outcome(BUFFERED, nominal)
         store = await self.services.run_store()
         with contextlib.suppress(RunNotFound):
             await cancel_run(store, last, f"schedule:{definition['schedule_id']}")
