@@ -440,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     workers.set_defaults(handler=cmd_workers)
 
     add_dlq_commands(commands)
+    from .schedules import add_schedule_commands  # it imports this module's helpers
+
+    add_schedule_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
     metrics.set_defaults(handler=cmd_metrics)
