@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -18,12 +19,13 @@ import falcon.asgi
 from nats.js.errors import KeyWrongLastSequenceError
 
 from ...model import WorkflowContext
+from ...runs import RunNotFound
 from ...workflow import parse_workflow_yaml, workflow_defaults
 from ..errors import ApiError, invalid, nats_unavailable
 from ..media import parse_json, parse_multipart, read_body
 from ..services import GatewayServices
 from ..tenancy import Caller, caller_of
-from ..validation import run_request, run_request_from_json
+from ..validation import includes, run_request, run_request_from_json
 from .creation import build_definition, check_limit
 from .firing import FIRED, SKIPPED, TAKEN, Firer, outcome_change
 from .spec import PATCH_FIELDS, Policies, Problems, parse_instant, parse_policies
@@ -61,7 +63,8 @@ async def visible_definition(
 
 class SchedulesResource:
     """``POST /schedules`` (create from JSON) and ``GET /schedules`` (the caller's schedules,
-    newest first; ``?status=ACTIVE|PAUSED|COMPLETED``, ``?limit=1..200``)."""
+    newest first; ``?status=ACTIVE|PAUSED|COMPLETED``, ``?limit=1..200``,
+    ``?include=last_run`` adds each one's ``last_run_status``)."""
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
@@ -99,7 +102,25 @@ class SchedulesResource:
                 views.append(view)
             if limit is not None and len(views) >= int(limit):
                 break
+        if "last_run" in includes(req, ("last_run",)):
+            last_runs = await asyncio.gather(
+                *(last_run(self.services, view.get("last_run_id")) for view in views)
+            )
+            for view, run in zip(views, last_runs, strict=True):
+                view["last_run_status"] = run["status"] if run else None
         resp.media = views
+
+
+async def last_run(services: GatewayServices, run_id: str | None) -> dict[str, Any] | None:
+    """The status of a schedule's last run (``None`` when it has none or it is gone)."""
+    if not run_id:
+        return None
+    store = await services.run_store()
+    try:
+        snapshot, _ = await store.get(run_id)
+    except RunNotFound:
+        return None
+    return {key: snapshot.get(key) for key in ("run_id", "status", "updated_at", "error")}
 
 
 async def create(
@@ -204,18 +225,8 @@ class ScheduleResource:
         definition, _ = await visible_definition(store, caller_of(req), schedule_id)
         state, _ = await store.get_state(schedule_id)
         view = schedule_view(self.services.pm, definition, state, detail=True)
-        view["last_run"] = await self._last_run(view.get("last_run_id"))
+        view["last_run"] = await last_run(self.services, view.get("last_run_id"))
         resp.media = view
-
-    async def _last_run(self, run_id: str | None) -> dict[str, Any] | None:
-        if not run_id:
-            return None
-        store = await self.services.run_store()
-        try:
-            snapshot, _ = await store.get(run_id)
-        except LookupError:
-            return None
-        return {key: snapshot.get(key) for key in ("run_id", "status", "updated_at", "error")}
 
     async def on_patch(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str

@@ -7,12 +7,14 @@ import { mountPlugins } from "./plugins.js";
 import { mountQueues } from "./queues.js";
 import { mountRun } from "./run-detail.js";
 import { mountRuns } from "./runs.js";
+import { mountSchedules } from "./schedules.js";
 import { mountWorkers } from "./workers.js";
 
-// Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins.
+// Routes: #/runs?filters, #/runs/<run id>, #/schedules, #/workers, #/queues, #/plugins.
 const ROUTES = [
   { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "Run", mount: mountRun },
   { pattern: /^\/runs$/, nav: "runs", title: "Runs", mount: mountRuns },
+  { pattern: /^\/schedules$/, nav: "schedules", title: "Schedules", mount: mountSchedules },
   { pattern: /^\/workers$/, nav: "workers", title: "Workers", mount: mountWorkers },
   { pattern: /^\/queues$/, nav: "queues", title: "Queues & DLQ", mount: mountQueues },
   { pattern: /^\/plugins$/, nav: "plugins", title: "Plugins", mount: mountPlugins },

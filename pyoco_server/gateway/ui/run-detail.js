@@ -15,6 +15,7 @@ import {
   now,
   timeElement,
 } from "./format.js";
+import { scheduleFacts } from "./schedules.js";
 import { REFRESH_MS, clearError, confirmAction, describe, notify, showError } from "./view.js";
 
 const OUTPUT_CHARS = 2000;
@@ -40,6 +41,7 @@ function renderFacts(list, run) {
     ...fact("Duration", duration(elapsed(run.start_time, run.end_time))),
     ...fact("Last heartbeat", timeElement(run.heartbeat_at)),
     ...(run.attempt && run.attempt > 1 ? fact("Attempt", String(run.attempt)) : []),
+    ...scheduleFacts(run),
   );
 }
 
