@@ -89,7 +89,12 @@ async def check_limit(services: Any, store: Any, tenant_id: str | None) -> None:
     guard against runaway clients, not an exact quota.
     """
     limit = services.settings.schedules_max_per_tenant
-    count = sum(1 for d in await store.definitions() if d.get("tenant_id") == tenant_id)
+    schedules = services.schedules
+    if schedules.loaded.is_set():  # the dispatcher follows every definition: count in memory
+        known = schedules.dispatcher.definitions.values()
+    else:  # this gateway does not fire (or is still loading): read the bucket
+        known = await store.definitions()
+    count = sum(1 for d in known if d.get("tenant_id") == tenant_id)
     if count >= limit:
         raise ApiError(
             409,

@@ -32,7 +32,7 @@ from .timing import TriggerError, jitter_offset, next_fire
 
 log = get_logger(__name__)
 
-MAX_CONCURRENT_LOOKS = 64
+MAX_CONCURRENT_LOOKS = 1024
 #: A schedule whose look failed (NATS trouble) is looked at again after this long.
 RETRY_AFTER_SEC = 2.0
 #: How often buffered slots (overlap ``buffer_one``) check whether the previous run ended.
