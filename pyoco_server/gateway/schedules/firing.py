@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ from .timing import run_id_for
 
 log = get_logger(__name__)
 
+#: Published run ids remembered for the repair pass (about 10 minutes at 200 firings/s).
+MAX_REMEMBERED_PUBLISHED = 120_000
 #: Error number of a slot refused at firing time (ERR-PYOCO-0042, logged).
 FIRING_REFUSED = 42
 
@@ -121,6 +124,8 @@ class Firer:
         self.store = store
         self.keys = KeyCheck(services)
         self._workflows: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        #: Run ids whose job this gateway published (the repair pass leaves them alone).
+        self.published: OrderedDict[str, None] = OrderedDict()
 
     def forget(self, schedule_id: str) -> None:
         """Drop what is cached for a deleted schedule."""
@@ -242,6 +247,10 @@ class Firer:
                 run_id=job["run_id"],
                 error=f"{type(exc).__name__}: {exc}",
             )
+        else:
+            self.published[job["run_id"]] = None
+            while len(self.published) > MAX_REMEMBERED_PUBLISHED:
+                self.published.popitem(last=False)
         return Outcome(FIRED, nominal, run_id=job["run_id"])
 
 

@@ -5,6 +5,7 @@ the publish of its job leaves a PENDING run that no worker will ever see. Every
 ``PYOCO_RECONCILE_INTERVAL_SEC`` each gateway takes the PENDING runs of schedules from its run
 index (no scan: the index keeps a set per status) and:
 
+* skips the runs this gateway created and published itself;
 * for a run created between :data:`REPAIR_AFTER_SEC` and :data:`SAFE_REPUBLISH_SEC` ago,
   publishes its job again with the same ``Nats-Msg-Id`` (``<run_id>:1``): JetStream's
   duplicate window (120 s) drops it if the original was stored, so there is never a second
@@ -75,6 +76,9 @@ class Repair:
             run_id = summary["run_id"]
             if not summary.get("schedule_id") or run_id in self._handled:
                 continue
+            firer = self.dispatcher.firer
+            if firer is not None and run_id in firer.published:
+                continue  # this gateway published it itself
             created = summary.get("submitted_at") or summary.get("updated_at") or now
             age = now - float(created)
             if age < REPAIR_AFTER_SEC:
