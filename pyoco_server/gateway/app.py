@@ -7,9 +7,9 @@ from typing import Any
 import falcon.asgi
 
 from ..config import Settings
-from .auth import install_auth
+from .auth_middleware import install_auth
 from .dashboard import install_dashboard
-from .errors import install_error_handling
+from .error_responses import install_error_handling
 from .media import install_json_responses
 from .resources.dlq import (
     DlqBulkRedriveResource,

@@ -23,7 +23,7 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from .errors import IDEMPOTENCY_IN_PROGRESS, ApiError, invalid
+from .error_responses import IDEMPOTENCY_IN_PROGRESS, ApiError, invalid
 
 PENDING = "pending"
 DONE = "done"

@@ -43,7 +43,7 @@ from ..jobs import InvalidJob, build_job, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, CANCELLING, FAILED, PENDING, RUNNING, is_terminal
 from ..runs import RunNotFound
-from .dlq import DeadLetterQueue
+from .dead_letters import DeadLetterQueue
 from .workers import epoch_seconds
 
 if TYPE_CHECKING:

@@ -41,8 +41,8 @@ from ..log import get_logger
 from ..model import PENDING, WorkflowContext, is_terminal
 from ..runs import RunNotFound
 from ..workflow import parse_workflow_yaml
-from .dlq import DeadLetterQueue
-from .errors import NATS_OUTAGE_ERRORS, NATS_UNAVAILABLE, ApiError, cannot_redrive
+from .dead_letters import DeadLetterQueue
+from .error_responses import NATS_OUTAGE_ERRORS, NATS_UNAVAILABLE, ApiError, cannot_redrive
 from .services import GatewayServices
 from .submit import encoded_job, publish_job, submit_run
 from .tenancy import Caller

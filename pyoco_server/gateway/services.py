@@ -9,7 +9,7 @@ from typing import Any
 from ..config import Settings
 from ..nats_client import NatsConnection
 from ..runs import RunStore
-from .errors import nats_unavailable
+from .error_responses import nats_unavailable
 from .idempotency import IdempotencyStore
 from .reconciler import Reconciler
 from .run_index import RunIndex, RunIndexFeed

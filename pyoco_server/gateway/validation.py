@@ -16,7 +16,7 @@ import falcon.asgi
 
 from ..config import TAG_PATTERN, Settings
 from ..model import RUN_STATUSES
-from .errors import invalid
+from .error_responses import invalid
 
 MAX_FLOW_NAME_CHARS = 256
 MAX_TAG_CHARS = 64

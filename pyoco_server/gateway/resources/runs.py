@@ -16,7 +16,7 @@ from ...model import WorkflowContext
 from ...runs import RunNotFound
 from ...workflow import parse_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
-from ..errors import invalid, run_not_found
+from ..error_responses import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
 from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
 from ..services import GatewayServices

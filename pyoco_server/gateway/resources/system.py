@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from ..errors import NATS_UNAVAILABLE, ApiError
+from ..error_responses import NATS_UNAVAILABLE, ApiError
 from ..metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from ..openapi import openapi_document
 from ..services import GatewayServices
