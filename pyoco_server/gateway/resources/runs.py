@@ -29,7 +29,7 @@ from ..validation import (
     run_request,
     run_request_from_json,
 )
-from ..watch import RunWatch, watch_query
+from ..watch import RunWatch, WatcherRegistry, watch_query
 
 #: Extra room for multipart framing and the small form fields around a workflow file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -213,8 +213,9 @@ class RunWatchResource:
     are answered before the stream starts; see :mod:`..watch` for the events.
     """
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, watchers: WatcherRegistry) -> None:
         self.services = services
+        self.watchers = watchers
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
@@ -224,7 +225,7 @@ class RunWatchResource:
         await visible_snapshot(store, caller_of(req), run_id)
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")  # proxies: pass events on at once
-        watch = RunWatch(self.services, store, run_id, query, self.services.watchers)
+        watch = RunWatch(self.services, store, run_id, query, self.watchers)
         resp.sse = watch.events()
 
 
