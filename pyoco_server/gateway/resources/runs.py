@@ -14,7 +14,7 @@ import falcon.asgi
 
 from ...model import WorkflowContext
 from ...runs import RunNotFound
-from ...workflow import parse_workflow_yaml, workflow_defaults
+from ...workflow import check_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
 from ..error_responses import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
@@ -142,11 +142,10 @@ class RunYamlResource:
         request = run_request(flow_name, {}, tag or None, None, settings)
         caller = caller_of(req)
         raw = workflow.data
-        document = parse_workflow_yaml(raw, settings.workflow_yaml_max_bytes)
-        self.services.pm.hook.pyoco_check_workflow_yaml(
-            document=document,
-            raw=raw,
-            context=WorkflowContext(
+        document = check_workflow_yaml(
+            self.services.pm,
+            raw,
+            WorkflowContext(
                 settings=settings,
                 flow_name=request.flow_name,
                 tag=request.tag,
