@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from ...log import get_logger
-from ..errors import ApiError
+from ..error_responses import ApiError
 from ..tenancy import Caller
 from ..validation import RunRequest
 from .spec import Problems, parse_policies, parse_trigger
@@ -82,14 +82,13 @@ def build_definition(
     return definition, new_state(cursor)
 
 
-async def check_limit(services: Any, store: Any, tenant_id: str | None) -> None:
+async def check_limit(services: Any, schedules: Any, store: Any, tenant_id: str | None) -> None:
     """409 when the tenant already has ``PYOCO_SCHEDULES_MAX_PER_TENANT`` schedules.
 
     Two concurrent creations may both pass (the count is read, not reserved): the limit is a
     guard against runaway clients, not an exact quota.
     """
     limit = services.settings.schedules_max_per_tenant
-    schedules = services.schedules
     if schedules.loaded.is_set():  # the dispatcher follows every definition: count in memory
         known = schedules.dispatcher.definitions.values()
     else:  # this gateway does not fire (or is still loading): read the bucket

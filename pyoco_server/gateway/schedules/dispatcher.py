@@ -20,6 +20,7 @@ import contextlib
 import heapq
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...log import get_logger
@@ -48,8 +49,16 @@ def policies_of(definition: dict[str, Any]) -> Policies:
 class Dispatcher:
     """Fires the due slots of every schedule this gateway knows (see the module)."""
 
-    def __init__(self, services: Any, metrics: ScheduleMetrics) -> None:
+    def __init__(
+        self,
+        services: Any,
+        metrics: ScheduleMetrics,
+        buckets: Callable[[], Awaitable[tuple[Any, Any]]],
+        loaded: asyncio.Event,
+    ) -> None:
         self.services = services
+        self.buckets = buckets
+        self.loaded = loaded
         self.settings = services.settings
         self.pm = services.pm
         self.metrics = metrics
@@ -146,7 +155,7 @@ class Dispatcher:
         while not stop.is_set():
             watcher = None
             try:
-                kv, workflows = await self.services.schedules.buckets()
+                kv, workflows = await self.buckets()
                 self.store = ScheduleStore(kv, workflows)
                 self.firer = self.firer or Firer(self.services, self.store, self.metrics)
                 self.firer.store = self.store
@@ -159,7 +168,7 @@ class Dispatcher:
                             continue
                         raise
                     if entry is None:
-                        self.services.schedules.loaded.set()
+                        self.loaded.set()
                         continue
                     await self._apply(entry)
             except Exception as exc:

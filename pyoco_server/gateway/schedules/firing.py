@@ -25,15 +25,15 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from ...auth import RECORD_PREFIX, ApiKeyRecord, RecordCache
+from ...api_keys import RECORD_PREFIX, ApiKeyRecord, RecordCache
 from ...errors import PolicyViolation, err_id, msg_id
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import WorkflowContext, is_terminal
 from ...runs import RunNotFound
-from ...workflow import parse_workflow_yaml
+from ...workflow import check_workflow_yaml
 from ..cancel import cancel_run
-from ..errors import ApiError
+from ..error_responses import ApiError
 from ..submit import encoded_job, publish_job
 from .metrics import ScheduleMetrics
 from .store import ScheduleStore
@@ -123,7 +123,7 @@ class Firer:
         self.settings = services.settings
         self.store = store
         self.keys = KeyCheck(services)
-        self._workflows: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        self._workflows: dict[str, bytes] = {}
         #: Run ids whose job this gateway published (the repair pass leaves them alone).
         self.published: OrderedDict[str, None] = OrderedDict()
 
@@ -131,16 +131,15 @@ class Firer:
         """Drop what is cached for a deleted schedule."""
         self._workflows.pop(schedule_id, None)
 
-    async def _workflow(self, definition: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    async def _workflow(self, definition: dict[str, Any]) -> bytes:
         schedule_id = definition["schedule_id"]
-        cached = self._workflows.get(schedule_id)
-        if cached is None:
+        raw = self._workflows.get(schedule_id)
+        if raw is None:
             raw = await self.store.workflow_yaml(schedule_id)
             if raw is None:
                 raise PolicyViolation("workflow_missing", "the schedule's stored YAML is gone")
-            cached = (raw, parse_workflow_yaml(raw, self.settings.workflow_yaml_max_bytes))
-            self._workflows[schedule_id] = cached
-        return cached
+            self._workflows[schedule_id] = raw
+        return raw
 
     async def gate(self, definition: dict[str, Any]) -> tuple[str | None, str | None, bytes | None]:
         """``(reason, error, workflow_yaml)``: a skip reason when the slot must not fire."""
@@ -151,11 +150,11 @@ class Firer:
         if not definition.get("workflow_yaml_sha256"):
             return None, None, None
         try:
-            raw, document = await self._workflow(definition)
-            self.services.pm.hook.pyoco_check_workflow_yaml(
-                document=document,
-                raw=raw,
-                context=WorkflowContext(
+            raw = await self._workflow(definition)
+            check_workflow_yaml(
+                self.services.pm,
+                raw,
+                WorkflowContext(
                     settings=self.settings,
                     flow_name=definition["flow_name"],
                     tag=definition["tag"],

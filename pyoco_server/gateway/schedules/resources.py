@@ -20,14 +20,15 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from ...model import WorkflowContext
 from ...runs import RunNotFound
-from ...workflow import parse_workflow_yaml, workflow_defaults
-from ..errors import ApiError, invalid, nats_unavailable
+from ...workflow import check_workflow_yaml, workflow_defaults
+from ..error_responses import ApiError, invalid, nats_unavailable
 from ..media import parse_json, parse_multipart, read_body
 from ..services import GatewayServices
 from ..tenancy import Caller, caller_of
 from ..validation import includes, run_request, run_request_from_json
 from .creation import build_definition, check_limit
 from .firing import FIRED, SKIPPED, TAKEN, Firer, outcome_change
+from .service import SchedulesService
 from .spec import PATCH_FIELDS, Policies, Problems, parse_instant, parse_policies
 from .store import ScheduleNotFound, ScheduleStore
 from .timing import TriggerError, fire_times
@@ -66,8 +67,9 @@ class SchedulesResource:
     newest first; ``?status=ACTIVE|PAUSED|COMPLETED``, ``?limit=1..200``,
     ``?include=last_run`` adds each one's ``last_run_status``)."""
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, schedules: SchedulesService) -> None:
         self.services = services
+        self.schedules = schedules
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
@@ -75,7 +77,7 @@ class SchedulesResource:
         if not isinstance(body, dict):
             raise invalid("the body must be a JSON object", [{"field": "body", "message": "!"}])
         request = run_request_from_json(body, settings)
-        resp.media = await create(self.services, caller_of(req), request, body)
+        resp.media = await create(self.services, self.schedules, caller_of(req), request, body)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         problems = Problems()
@@ -87,7 +89,7 @@ class SchedulesResource:
             problems.add("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
         problems.raise_if_any()
         caller = caller_of(req)
-        store = await self.services.schedules.store()
+        store = await self.schedules.store()
         definitions = [
             d
             for d in await store.definitions()
@@ -125,6 +127,7 @@ async def last_run(services: GatewayServices, run_id: str | None) -> dict[str, A
 
 async def create(
     services: GatewayServices,
+    schedules: SchedulesService,
     caller: Caller,
     request: Any,
     body: dict[str, Any],
@@ -134,8 +137,8 @@ async def create(
     definition, state = build_definition(
         services, caller, request, body, workflow_yaml=workflow_yaml
     )
-    store = await services.schedules.store()
-    await check_limit(services, store, caller.tenant_id)
+    store = await schedules.store()
+    await check_limit(services, schedules, store, caller.tenant_id)
     await store.create(definition, state, workflow_yaml)
     return schedule_view(services.pm, definition, state, detail=True)
 
@@ -169,8 +172,9 @@ class ScheduleYamlResource:
     ``cron`` [+ ``timezone``], ``end_at``, policies). The YAML is checked by every
     ``pyoco_check_workflow_yaml`` hook now and again at every firing."""
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, schedules: SchedulesService) -> None:
         self.services = services
+        self.schedules = schedules
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
@@ -190,11 +194,10 @@ class ScheduleYamlResource:
         request = run_request(flow_name, {}, tag or None, None, settings)
         caller = caller_of(req)
         raw = workflow.data
-        document = parse_workflow_yaml(raw, settings.workflow_yaml_max_bytes)
-        self.services.pm.hook.pyoco_check_workflow_yaml(
-            document=document,
-            raw=raw,
-            context=WorkflowContext(
+        document = check_workflow_yaml(
+            self.services.pm,
+            raw,
+            WorkflowContext(
                 settings=settings,
                 flow_name=request.flow_name,
                 tag=request.tag,
@@ -204,7 +207,9 @@ class ScheduleYamlResource:
         )
         params = json.loads(json.dumps(workflow_defaults(document), default=str))
         request = dataclasses.replace(request, params=params)
-        resp.media = await create(self.services, caller, request, _form_body(form), raw)
+        resp.media = await create(
+            self.services, self.schedules, caller, request, _form_body(form), raw
+        )
 
 
 class ScheduleResource:
@@ -215,13 +220,14 @@ class ScheduleResource:
     ``catchup_window_sec``, ``max_catchup``, ``overlap``, ``jitter_sec``) and ``end_at``.
     """
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, schedules: SchedulesService) -> None:
         self.services = services
+        self.schedules = schedules
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
     ) -> None:
-        store = await self.services.schedules.store()
+        store = await self.schedules.store()
         definition, _ = await visible_definition(store, caller_of(req), schedule_id)
         state, _ = await store.get_state(schedule_id)
         view = schedule_view(self.services.pm, definition, state, detail=True)
@@ -247,7 +253,7 @@ class ScheduleResource:
         resume_from = parse_instant(body.get("resume_from"), "resume_from", problems)
         problems.raise_if_any()
         caller = caller_of(req)
-        store = await self.services.schedules.store()
+        store = await self.schedules.store()
         for _ in range(10):
             definition, revision = await visible_definition(store, caller, schedule_id)
             edited = self._edited(definition, body, problems)
@@ -288,7 +294,7 @@ class ScheduleResource:
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
     ) -> None:
-        store = await self.services.schedules.store()
+        store = await self.schedules.store()
         await visible_definition(store, caller_of(req), schedule_id)
         await store.delete(schedule_id)
         resp.media = {"schedule_id": schedule_id, "deleted": True}
@@ -298,8 +304,9 @@ class ScheduleRunsResource:
     """``GET /schedules/{schedule_id}/runs``: the schedule's runs, most recently updated
     first (``?limit=1..200``, default 50); the same as ``GET /runs?schedule_id=``."""
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, schedules: SchedulesService) -> None:
         self.services = services
+        self.schedules = schedules
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
@@ -311,7 +318,7 @@ class ScheduleRunsResource:
                 [{"field": "limit", "message": "out of range"}],
             )
         caller = caller_of(req)
-        store = await self.services.schedules.store()
+        store = await self.schedules.store()
         await visible_definition(store, caller, schedule_id)
         index = await self.services.fresh_index()
         page = index.select_page(caller.tenant_id, schedule_id=schedule_id, limit=int(limit))
@@ -324,8 +331,9 @@ class ScheduleBackfillResource:
     whose run exists is listed under ``existing`` and nothing new is created. Overlap and
     catch-up policies do not apply; the key and YAML checks do."""
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, schedules: SchedulesService) -> None:
         self.services = services
+        self.schedules = schedules
 
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
@@ -349,7 +357,7 @@ class ScheduleBackfillResource:
         if start > end:
             problems.add("start", "must not be after end")
         problems.raise_if_any()
-        store = await self.services.schedules.store()
+        store = await self.schedules.store()
         definition, _ = await visible_definition(store, caller_of(req), schedule_id)
         try:
             slots = fire_times(
@@ -366,7 +374,7 @@ class ScheduleBackfillResource:
                 f"the range holds more than {MAX_BACKFILL_SLOTS} slots; backfill in parts",
                 [{"field": "end", "message": "range too large"}],
             )
-        firer = Firer(self.services, store, self.services.schedules.metrics)
+        firer = Firer(self.services, store, self.schedules.metrics)
         outcomes = [await firer.fire(definition, slot, check_overlap=False) for slot in slots]
         await store.change_state(schedule_id, outcome_change(0.0, 0, outcomes, False), None)
         resp.media = {
@@ -380,10 +388,14 @@ class ScheduleBackfillResource:
         }
 
 
-def install_schedule_routes(app: falcon.asgi.App, services: GatewayServices) -> None:
+def install_schedule_routes(
+    app: falcon.asgi.App, services: GatewayServices, schedules: SchedulesService
+) -> None:
     """Add the schedule endpoints to ``app``."""
-    app.add_route("/schedules", SchedulesResource(services))
-    app.add_route("/schedules/yaml", ScheduleYamlResource(services))
-    app.add_route("/schedules/{schedule_id}", ScheduleResource(services))
-    app.add_route("/schedules/{schedule_id}/runs", ScheduleRunsResource(services))
-    app.add_route("/schedules/{schedule_id}/backfill", ScheduleBackfillResource(services))
+    app.add_route("/schedules", SchedulesResource(services, schedules))
+    app.add_route("/schedules/yaml", ScheduleYamlResource(services, schedules))
+    app.add_route("/schedules/{schedule_id}", ScheduleResource(services, schedules))
+    app.add_route("/schedules/{schedule_id}/runs", ScheduleRunsResource(services, schedules))
+    app.add_route(
+        "/schedules/{schedule_id}/backfill", ScheduleBackfillResource(services, schedules)
+    )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ...builtin.schedule_times import parse_cron, zone
-from ..errors import invalid
+from ..error_responses import invalid
 
 CATCHUP_POLICIES = ("latest", "all", "skip")
 OVERLAP_POLICIES = ("allow", "skip", "buffer_one", "cancel_previous")
