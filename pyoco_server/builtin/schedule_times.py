@@ -18,7 +18,7 @@ Every answer is rounded to milliseconds, so every gateway derives the same run i
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,6 +29,10 @@ from ..hookspecs import hookimpl
 #: Candidates examined per call at most (an expression that matches almost never is refused).
 MAX_CANDIDATES = 10_000
 ONE_MINUTE = timedelta(minutes=1)
+#: The latest time accepted (the end of year 9999, UTC) and the shortest interval (1 ms:
+#: fire times are kept to the millisecond).
+LATEST = 253402300799.0
+MIN_INTERVAL = 0.001
 
 
 def zone(name: Any) -> ZoneInfo:
@@ -136,10 +140,12 @@ def _interval_next(interval: float, start: float, after: float) -> float:
     return candidate
 
 
-def _number(spec: dict[str, Any], key: str) -> float:
+def _number(spec: dict[str, Any], key: str, low: float = 0.0, high: float = LATEST) -> float:
     value = spec.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{key} must be a number")
+    if not low <= value <= high:
+        raise ValueError(f"{key} must be between {low:g} and {high:g}")
     return float(value)
 
 
@@ -151,20 +157,14 @@ def pyoco_next_fire_time(spec: dict[str, Any], after: float) -> float | None:
         nxt = _number(spec, "run_at")
         nxt = round(nxt, 3) if nxt > after else math.inf
     elif kind == "interval":
-        interval = _number(spec, "interval_seconds")
-        if interval <= 0:
-            raise ValueError("interval_seconds must be > 0")
+        interval = _number(spec, "interval_seconds", low=MIN_INTERVAL)
         nxt = _interval_next(interval, _number(spec, "start_at"), after)
     elif kind == "cron":
         nxt = _cron_next(parse_cron(spec.get("cron")), zone(spec.get("timezone") or "UTC"), after)
     else:
         return None
     end = spec.get("end_at")
-    if end is not None and nxt > float(end):
+    if (end is not None and nxt > float(end)) or nxt > LATEST:
         return math.inf
     return nxt
 
-
-def utc_iso(epoch: float) -> str:
-    """``epoch`` as an ISO 8601 UTC text (``...Z``), for messages."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")

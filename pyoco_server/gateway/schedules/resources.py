@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from typing import Any
 
@@ -36,6 +37,8 @@ from .view import schedule_view
 
 #: Error number of an unknown (or another tenant's) schedule.
 SCHEDULE_NOT_FOUND = 40
+#: Schedule ids are uuid4 hex texts (anything else is a 404 without a KV lookup).
+SCHEDULE_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 #: Most slots one backfill request may create.
 MAX_BACKFILL_SLOTS = 1000
 #: Extra room for multipart framing around a workflow file.
@@ -53,6 +56,8 @@ async def visible_definition(
     store: ScheduleStore, caller: Caller, schedule_id: str
 ) -> tuple[dict[str, Any], int]:
     """The definition when it exists and belongs to the caller's tenant; 404 otherwise."""
+    if not SCHEDULE_ID_PATTERN.fullmatch(schedule_id):
+        raise schedule_not_found(schedule_id[:64])
     try:
         definition, revision = await store.get_definition(schedule_id)
     except ScheduleNotFound:

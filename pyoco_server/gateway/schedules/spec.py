@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ...builtin.schedule_times import parse_cron, zone
+from ...builtin.schedule_times import LATEST, parse_cron, zone
 from ..error_responses import invalid
 
 CATCHUP_POLICIES = ("latest", "all", "skip")
@@ -63,8 +63,8 @@ def parse_instant(value: Any, name: str, problems: Problems) -> float | None:
         problems.add(name, "must be an ISO 8601 date-time with offset or epoch seconds")
         return None
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            problems.add(name, "must be a finite, non-negative epoch time")
+        if not math.isfinite(value) or not 0 <= value <= LATEST:
+            problems.add(name, "must be an epoch time between 0 and the end of year 9999")
             return None
         return float(value)
     if not isinstance(value, str) or not value.strip():
@@ -76,12 +76,19 @@ def parse_instant(value: Any, name: str, problems: Problems) -> float | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        problems.add(name, f"{value!r} is not an ISO 8601 date-time")
+        problems.add(name, f"{value[:64]!r} is not an ISO 8601 date-time")
         return None
     if parsed.tzinfo is None:
         problems.add(name, "must include a UTC offset (for example 2026-01-01T09:00:00+09:00)")
         return None
-    return parsed.timestamp()
+    try:
+        moment = parsed.timestamp()
+    except (OverflowError, ValueError):
+        moment = -1.0
+    if not 0 <= moment <= LATEST:
+        problems.add(name, "must lie between 1970 and the end of year 9999 (UTC)")
+        return None
+    return moment
 
 
 def _number(
