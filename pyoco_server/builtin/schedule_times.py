@@ -154,8 +154,8 @@ def pyoco_next_fire_time(spec: dict[str, Any], after: float) -> float | None:
     """The next fire time of a ``once``, ``interval`` or ``cron`` spec (see the module)."""
     kind = spec.get("kind")
     if kind == "once":
-        nxt = _number(spec, "run_at")
-        nxt = round(nxt, 3) if nxt > after else math.inf
+        nxt = round(_number(spec, "run_at"), 3)
+        nxt = nxt if nxt > after else math.inf
     elif kind == "interval":
         interval = _number(spec, "interval_seconds", low=MIN_INTERVAL)
         nxt = _interval_next(interval, _number(spec, "start_at"), after)

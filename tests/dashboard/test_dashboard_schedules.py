@@ -16,8 +16,9 @@ def test_schedules_view_shows_next_fire_and_pauses_and_resumes(
         f"{gateway.base}/schedules",
         json={"flow_name": "nightly", "run_at": time.time() + 30 * 86400},
         timeout=10,
-    ).json()
-    sid = created["schedule_id"]
+    )
+    assert created.status_code == 200, created.text
+    sid = created.json()["schedule_id"]
     try:
         page.open("/schedules")
         page.wait(lambda: sid in page.row_keys("schedules"), "the schedule's row")

@@ -36,40 +36,49 @@ def test_two_gateways_fire_every_slot_exactly_once_even_when_one_is_killed(
     env = shared_env()
     first = pyoco_system_factory(worker=False, env=env)
     second = pyoco_system_factory(worker=False, env=env)
-    start = round(time.time()) + 4.0
-    ids = [
-        create(
-            first if n % 2 else second,
-            interval_seconds=1,
-            start_at=start,
-            end_at=start + SLOTS - 1,
-            params={"n": n},
-        )
-        for n in range(SCHEDULES)
-    ]
+    start = round(time.time()) + 6.0
+    first_slot: dict[str, float] = {}
+    for n in range(SCHEDULES):
+        body = {"flow_name": "scheduled", "params": {"n": n}, "interval_seconds": 1}
+        body.update(start_at=start, end_at=start + SLOTS - 1)
+        view = ok(call(first if n % 2 else second, "POST", "/schedules", json=body))
+        # On a loaded machine creation may end after start: earlier slots are not due.
+        first_slot[view["schedule_id"]] = view["next_fire_epochs"][0]
+    ids = list(first_slot)
+    assert max(first_slot.values()) < start + SLOTS / 2, "creating the schedules took too long"
     # Kill the second gateway in the middle of the firing period, without warning.
     time.sleep(max(0.0, start + SLOTS / 2 - time.time()))
     os.kill(second.pids["gateway"], signal.SIGKILL)
-    expected = [start + k for k in range(SLOTS)]
+    expected = {
+        sid: [start + k for k in range(SLOTS) if start + k >= first_slot[sid]] for sid in ids
+    }
+    total = sum(len(slots) for slots in expected.values())
 
-    def complete() -> bool:
-        return all(len(runs_of(first, sid)) >= SLOTS for sid in ids)
+    def missing() -> dict[str, list[float]]:
+        gaps = {
+            sid: sorted(set(expected[sid]) - set(nominals(runs_of(first, sid)))) for sid in ids
+        }
+        return {sid: slots for sid, slots in gaps.items() if slots}
 
-    wait_for(complete, SLOTS + 20, "every slot of every schedule has its run")
+    deadline = time.monotonic() + SLOTS + 20
+    while missing() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert missing() == {}, f"slots without a run (start {start})"
     for sid in ids:
-        assert nominals(runs_of(first, sid)) == expected, sid
+        assert nominals(runs_of(first, sid)) == expected[sid], sid
     # One job per run: a run whose creator died before publishing is repaired, and no
     # publish (original, retry or repair) ever queued a second job for a slot.
     wait_for(
-        lambda: work_stream_messages(pyoco_nats_server.url, env) >= SCHEDULES * SLOTS,
+        lambda: work_stream_messages(pyoco_nats_server.url, env) >= total,
         30,
         "every run has its job",
     )
     time.sleep(2)  # a repair pass or a late firing would add jobs now
-    assert work_stream_messages(pyoco_nats_server.url, env) == SCHEDULES * SLOTS
+    assert work_stream_messages(pyoco_nats_server.url, env) == total
     views = ok(call(first, "GET", "/schedules"))
     assert {view["status"] for view in views} == {"COMPLETED"}
-    assert metric(first, "pyoco_schedule_firings_total") >= SCHEDULES * SLOTS / 2
+    assert metric(first, "pyoco_schedule_firings_total") >= total / 2
+    assert total >= SCHEDULES * SLOTS / 2
 
 
 def test_a_run_created_without_its_job_gets_the_job_from_the_repair_pass(

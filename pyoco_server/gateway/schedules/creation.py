@@ -44,7 +44,7 @@ def build_definition(
     if spec["kind"] == "once" and spec["run_at"] is not None:
         if spec["run_at"] <= now - settings.schedule_misfire_grace_sec:
             problems.add("run_at", "is in the past")
-        cursor = min(now, spec["run_at"] - 0.001)
+        cursor = min(now, round(spec["run_at"], 3) - 0.001)
     try:
         upcoming = fire_times(services.pm, spec, cursor, limit=NEXT_FIRE_TIMES)
     except TriggerError as exc:
