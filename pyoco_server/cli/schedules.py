@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import PyocoHttpClient
-from .client import UsageError, collect_params, print_json, print_table
+from .client_io import UsageError, collect_params, print_json, print_table
 from .common import EXIT_OK
 
 TRIGGER_HELP = (

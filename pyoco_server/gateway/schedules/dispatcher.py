@@ -23,6 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
+
 from ...log import get_logger
 from .firing import FIRED, SKIPPED, TAKEN, Firer, Outcome, outcome_change
 from .metrics import ScheduleMetrics
@@ -163,10 +165,8 @@ class Dispatcher:
                 while not stop.is_set():
                     try:
                         entry = await watcher.updates(timeout=MAX_SLEEP_SEC)
-                    except Exception as exc:
-                        if type(exc).__name__ == "TimeoutError":
-                            continue
-                        raise
+                    except nats.errors.TimeoutError:
+                        continue  # no change within the second: look at ``stop`` again
                     if entry is None:
                         self.loaded.set()
                         continue
