@@ -140,7 +140,7 @@ def exactly_once(nats_url: str, logs: Path, schedules: int, seconds: int, kill: 
         second.stop()
 
 
-def lateness(nats_url: str, logs: Path, size: int, measure: int) -> dict:
+def lateness(nats_url: str, nats_pid: int, logs: Path, size: int, measure: int) -> dict:
     env = {**isolation_env(), "PYOCO_LOG_LEVEL": "WARNING"}
     gateway = start_system(nats_url, logs / f"late{size}", worker=False, env=env)
     try:
@@ -149,9 +149,10 @@ def lateness(nats_url: str, logs: Path, size: int, measure: int) -> dict:
         create_schedules(gateway, size, start, start + warmup + measure)
         time.sleep(max(0.0, start + warmup - time.time()))
         pid = gateway.pids["gateway"]
-        cpu_start = cpu_seconds(pid)
+        cpu_start, nats_start = cpu_seconds(pid), cpu_seconds(nats_pid)
         time.sleep(measure)
         cpu_used = cpu_seconds(pid) - cpu_start
+        nats_used = cpu_seconds(nats_pid) - nats_start
         time.sleep(2.0)
         runs = asyncio.run(stored_runs(nats_url, env))
         window = (start + warmup, start + warmup + measure)
@@ -168,6 +169,8 @@ def lateness(nats_url: str, logs: Path, size: int, measure: int) -> dict:
             "lateness_max_ms": round(1000 * max(delays), 1),
             "gateway_cpu_ms_per_firing": round(1000 * cpu_used / max(1, len(delays)), 3),
             "gateway_cpu_share": round(cpu_used / measure, 3),
+            "nats_server_cpu_ms_per_firing": round(1000 * nats_used / max(1, len(delays)), 3),
+            "nats_server_cpu_share": round(nats_used / measure, 3),
         }
     finally:
         gateway.stop()
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.scenario in ("all", "lateness"):
                 result["lateness"] = [
-                    lateness(server.url, Path(tmp), int(size), args.measure)
+                    lateness(server.url, server.pid, Path(tmp), int(size), args.measure)
                     for size in args.sizes.split(",")
                 ]
                 for row in result["lateness"]:
@@ -198,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{row['lateness_p50_ms']} ms, p99 {row['lateness_p99_ms']} ms, max "
                         f"{row['lateness_max_ms']} ms; gateway CPU "
                         f"{row['gateway_cpu_ms_per_firing']} ms/firing "
-                        f"({row['gateway_cpu_share']:.0%} of a core)"
+                        f"({row['gateway_cpu_share']:.0%} of a core); nats-server "
+                        f"{row['nats_server_cpu_ms_per_firing']} ms/firing "
+                        f"({row['nats_server_cpu_share']:.0%} of a core)"
                     )
                 first = result["lateness"][0]
                 result["target_p99_met"] = (
