@@ -109,7 +109,7 @@ class ServiceProcess:
         self.command = command
         self.log_path = Path(log_dir) / f"{name}.log"
         with open(self.log_path, "wb") as log_file:
-            self.popen = subprocess.Popen(
+            self.process = subprocess.Popen(
                 command,
                 cwd=cwd or log_dir,
                 env=dict(env),
@@ -121,14 +121,14 @@ class ServiceProcess:
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.process.pid
 
     def running(self) -> bool:
-        return self.popen.poll() is None
+        return self.process.poll() is None
 
     def check_alive(self) -> None:
         """Raise :class:`PyocoSystemError` with the log's end when the process has exited."""
-        code = self.popen.poll()
+        code = self.process.poll()
         if code is not None:
             raise PyocoSystemError(
                 f"{self.name} exited with code {code} while starting; its log:\n"
@@ -144,22 +144,22 @@ class ServiceProcess:
         return json_lines(self.log())
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
-        self.popen.send_signal(sig)
+        self.process.send_signal(sig)
 
-    def wait(self, timeout: float = STOP_TIMEOUT_SEC) -> int:
+    def wait(self, timeout: float = 30.0) -> int:
         """Wait for the process to exit; its exit code."""
-        return self.popen.wait(timeout)
+        return self.process.wait(timeout)
 
     def stop(self, timeout: float = STOP_TIMEOUT_SEC) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
             try:
-                self.popen.wait(timeout)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
-        return self.popen.returncode
+                self.process.kill()
+                self.process.wait(timeout)
+        return self.process.returncode
 
 
 class GatewayProcess(ServiceProcess):
@@ -194,8 +194,9 @@ class GatewayProcess(ServiceProcess):
             f"{self.name} not ready after {timeout:.0f} s; its log:\n{tail(self.log_path)}"
         )
 
-    def wait_ready(self, timeout: float = START_TIMEOUT_SEC) -> None:
-        """Block until ``GET /ready`` answers 200 (NATS connected, run index loaded)."""
+    def wait_ready(self, timeout: float = START_TIMEOUT_SEC, interval: float = 0.05) -> None:
+        """Block until ``GET /ready`` answers 200 (NATS connected, run index loaded), asking
+        every ``interval`` seconds."""
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -207,9 +208,11 @@ class GatewayProcess(ServiceProcess):
                         return
                 if time.monotonic() > deadline:
                     raise self._not_ready(timeout)
-                time.sleep(0.05)
+                time.sleep(interval)
 
-    async def wait_ready_async(self, timeout: float = START_TIMEOUT_SEC) -> None:
+    async def wait_ready_async(
+        self, timeout: float = START_TIMEOUT_SEC, interval: float = 0.05
+    ) -> None:
         """:meth:`wait_ready` for event loops."""
         import httpx
 
@@ -222,7 +225,7 @@ class GatewayProcess(ServiceProcess):
                         return
                 if time.monotonic() > deadline:
                     raise self._not_ready(timeout)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(interval)
 
 
 class WorkerProcess(ServiceProcess):
