@@ -1,4 +1,7 @@
-"""Typed settings built once at start-up from the environment (contract §8) and CLI flags."""
+"""Typed settings built once at start-up from the environment and CLI flags.
+
+Every variable and flag is listed in docs/configuration.md (a test checks it).
+"""
 
 from __future__ import annotations
 
