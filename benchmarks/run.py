@@ -113,6 +113,7 @@ class Gateway(GatewayProcess):
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         super().__init__(log_dir, settings=settings)
+        self.settings = settings
 
     @property
     def cpu(self) -> float:
