@@ -391,7 +391,9 @@ class Redriver:
         if not text:
             return
         raw = text.encode("utf-8")
-        document = parse_workflow_yaml(raw, self.settings.workflow_yaml_max_bytes)
+        document = parse_workflow_yaml(
+            raw, self.settings.workflow_yaml_max_bytes, self.settings.max_nesting_depth
+        )
         self.services.pm.hook.pyoco_check_workflow_yaml(
             document=document,
             raw=raw,
