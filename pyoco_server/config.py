@@ -23,7 +23,7 @@ DECIMAL_FORM = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTH_MODES = ("none", "api_key")
 LOG_FORMATS = ("json", "text")
-#: Shortest ``PYOCO_AUTH_PEPPER`` accepted when API keys are in use.
+#: Shortest ``PYOCO_AUTH_PEPPER`` accepted (it is optional; when set it must be a secret).
 MIN_PEPPER_CHARS = 16
 
 
@@ -249,13 +249,13 @@ class Settings:
                 "a number above PYOCO_RUN_HEARTBEAT_INTERVAL_SEC "
                 f"({self.run_heartbeat_interval_sec})",
             )
-        if self.http_auth_mode == "api_key" and len(self.auth_pepper) < MIN_PEPPER_CHARS:
+        pepper_in_use = self.http_auth_mode == "api_key" and self.auth_pepper
+        if pepper_in_use and len(self.auth_pepper) < MIN_PEPPER_CHARS:
             raise ConfigError(
                 "PYOCO_AUTH_PEPPER",
                 f"<{len(self.auth_pepper)} characters, hidden>",
-                f"a secret of at least {MIN_PEPPER_CHARS} characters when "
-                "PYOCO_HTTP_AUTH_MODE=api_key (the same value on every gateway and for "
-                "pyoco-server-admin)",
+                f"unset, or a secret of at least {MIN_PEPPER_CHARS} characters (the same "
+                "value on every gateway and for pyoco-server-admin)",
             )
         if self.work_subject_prefix == self.dlq_subject_prefix:
             raise ConfigError(
