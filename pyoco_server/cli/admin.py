@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client
 
+from .. import __version__
 from ..auth import (
     ApiKeyStore,
     AuthBackendUnavailable,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Administer pyoco-server API keys, stored (hashed) in the NATS KV bucket "
         "PYOCO_AUTH_KV_BUCKET. Output is JSON on stdout.",
     )
+    parser.add_argument("--version", action="version", version=f"pyoco-server-admin {__version__}")
     add_nats_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     api_key = commands.add_parser("api-key", help="create, list or revoke API keys")
