@@ -123,6 +123,8 @@ def start_worker(args: Any, nats_url: str, grace_period_sec: float) -> WorkerSup
         poll_timeout=args.worker_poll_timeout,
     )
     env = {**os.environ, "PYOCO_NATS_URL": nats_url}
+    if args.log_level:
+        env["PYOCO_LOG_LEVEL"] = args.log_level  # up --log-level covers its worker too
     supervisor = WorkerSupervisor(command, env, stop_timeout=grace_period_sec + 10.0)
     supervisor.start()
     return supervisor
