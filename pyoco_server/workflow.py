@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import PolicyViolation
-from .model import ResolvedFlow
+from .model import ResolvedFlow, WorkflowContext
 from .nesting import DEFAULT_MAX_NESTING_DEPTH
 from .text import has_lone_surrogate
 
@@ -104,6 +104,22 @@ def parse_workflow_yaml(
         raise PolicyViolation(
             "invalid_encoding", "workflow YAML escapes a lone UTF-16 surrogate, which is not text"
         )
+    return document
+
+
+def check_workflow_yaml(pm: Any, raw: bytes, context: WorkflowContext) -> dict[str, Any]:
+    """Parse an uploaded workflow and run every ``pyoco_check_workflow_yaml`` hook on it.
+
+    The one policy check of a workflow YAML, wherever it happens (``POST /runs/yaml``, a
+    redrive, the worker before building): parsing caps it at ``PYOCO_WORKFLOW_YAML_MAX_BYTES``
+    and ``PYOCO_MAX_NESTING_DEPTH`` of ``context.settings``. Returns the accepted document;
+    raises :class:`PolicyViolation` (from the parser or from a hook) otherwise.
+    """
+    settings = context.settings
+    document = parse_workflow_yaml(
+        raw, settings.workflow_yaml_max_bytes, settings.max_nesting_depth
+    )
+    pm.hook.pyoco_check_workflow_yaml(document=document, raw=raw, context=context)
     return document
 
 

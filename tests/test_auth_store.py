@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pyoco_server.auth import (
+from pyoco_server.api_keys import (
     ApiKeyNotFound,
     ApiKeyRejected,
     ApiKeyStore,

@@ -14,7 +14,7 @@ import nats
 from nats.aio.client import Client
 
 from .. import __version__
-from ..auth import (
+from ..api_keys import (
     ApiKeyStore,
     AuthBackendUnavailable,
     InvalidKeyRequest,

@@ -19,7 +19,7 @@ from falcon.util.mediatypes import parse_header
 
 from ..nesting import NestingTooDeep, loads_bounded
 from ..text import has_lone_surrogate, json_may_hold_surrogates
-from .errors import BODY_TOO_LARGE, ApiError, invalid, too_deep
+from .error_responses import BODY_TOO_LARGE, ApiError, invalid, too_deep
 
 
 @dataclass(frozen=True)
