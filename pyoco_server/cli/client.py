@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -35,13 +36,27 @@ EPILOG = """exit codes:
   2    usage error (bad arguments)
   130  interrupted (Ctrl-C)
 
-environment: PYOCO_SERVER (default server URL), PYOCO_API_KEY (API key)"""
+environment: PYOCO_SERVER (default server URL), PYOCO_API_KEY (API key),
+PYOCO_HTTP_API_KEY_HEADER (header of the key)"""
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _finite_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     return value
 
 
@@ -474,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--records", action="store_true", help="snapshots with task records")
     watch.add_argument(
         "--since",
-        type=float,
+        type=_finite_number,
         metavar="ID|TIME",
         help="resume: a whole number below 10^9 is an event id (the SSE id, a KV revision): "
         "only later snapshots; otherwise a Unix time: only snapshots updated at or after it",
