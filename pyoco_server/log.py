@@ -243,6 +243,30 @@ def configure_logging(settings: Settings, service: str, stream: Any = None) -> N
     logging.basicConfig(level=max(level, logging.WARNING), stream=stream, force=True)
 
 
+def _install_bounded_default() -> None:
+    """Until :func:`configure_logging` runs (an embedding application, the test suite),
+    structlog's own defaults apply, which render tracebacks with rich, locals included: replace
+    them with the same output bounded as above. A configuration made earlier is left alone."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            _bound_values,
+            _bounded_exception(as_text=True),
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
+    )
+
+
+_install_bounded_default()
+
+
 def get_logger(name: str) -> Any:
     """A lazy structlog logger whose lines carry ``logger=name`` (configured on first use)."""
     return structlog.wrap_logger(None, logger_name=name)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -222,3 +224,29 @@ def test_logging_any_exception_is_bounded_in_time_and_size(log_format):
     output = stream.getvalue()
     assert 0 < len(output) < 30_000
     assert "RecursionError" in output and "ValueError" in output
+
+
+def test_logging_is_bounded_before_configure_logging_runs():
+    # An application embedding the gateway (or a test) may never call configure_logging:
+    # structlog's own default renders tracebacks with rich, every frame's locals included.
+    script = (
+        "from pyoco_server.log import get_logger\n"
+        "def deep(n):\n"
+        "    value = {}\n"
+        "    for _ in range(n):\n"
+        "        value = {'a': value}\n"
+        "    return value\n"
+        "def recurse(value):\n"
+        "    recurse(value)\n"
+        "try:\n"
+        "    recurse(deep(5000))\n"
+        "except RecursionError:\n"
+        "    get_logger('embedded').exception('boom', params=deep(5000))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-2000:]
+    assert "RecursionError" in output and "locals" not in output
+    assert len(output) < 30_000
