@@ -1,4 +1,5 @@
-"""structlog set-up (contract §9): JSON lines or readable text, with service and run context.
+"""structlog set-up (docs/error-ids.md): JSON lines or readable text, with service and run
+context.
 
 Every log line is bounded in size and in the time it takes to render, whatever is logged: an
 exception is rendered by :func:`exception_chain` (no local variables, at most
