@@ -78,7 +78,9 @@ class SchedulesResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
-        body = parse_json(req, await read_body(req, settings.http_max_body_bytes))
+        body = parse_json(
+            req, await read_body(req, settings.http_max_body_bytes), settings.max_nesting_depth
+        )
         if not isinstance(body, dict):
             raise invalid("the body must be a JSON object", [{"field": "body", "message": "!"}])
         request = run_request_from_json(body, settings)
@@ -243,7 +245,9 @@ class ScheduleResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
     ) -> None:
         settings = self.services.settings
-        body = parse_json(req, await read_body(req, settings.http_max_body_bytes))
+        body = parse_json(
+            req, await read_body(req, settings.http_max_body_bytes), settings.max_nesting_depth
+        )
         if not isinstance(body, dict) or not body:
             raise invalid(
                 "the body must be a JSON object with fields to change",
@@ -344,7 +348,9 @@ class ScheduleBackfillResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
     ) -> None:
         settings = self.services.settings
-        body = parse_json(req, await read_body(req, settings.http_max_body_bytes))
+        body = parse_json(
+            req, await read_body(req, settings.http_max_body_bytes), settings.max_nesting_depth
+        )
         problems = Problems()
         if not isinstance(body, dict):
             raise invalid("the body must be a JSON object with start and end")
