@@ -47,6 +47,10 @@ TENANT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 MAX_LABEL_CHARS = 200
 RECORD_PREFIX = "keys."
 HASH_ALGORITHM = "hmac-sha256"
+#: Roles of a key: submitters use runs; operators may also publish, delete and pin plugins.
+ROLE_SUBMITTER = "submitter"
+ROLE_OPERATOR = "operator"
+ROLES = (ROLE_SUBMITTER, ROLE_OPERATOR)
 #: Most key records a gateway keeps in memory; the least recently used are dropped first.
 DEFAULT_CACHE_ENTRIES = 10_000
 #: Longest wait for one key record: a read takes about a millisecond, so a slower one means NATS
@@ -99,6 +103,7 @@ class ApiKeyIdentity:
 
     key_id: str
     tenant_id: str
+    role: str = ROLE_SUBMITTER
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class ApiKeyRecord:
     revoked_at: float | None = None
     label: str | None = None
     hash_alg: str = HASH_ALGORITHM
+    role: str = ROLE_SUBMITTER
 
     @property
     def revoked(self) -> bool:
@@ -123,6 +129,7 @@ class ApiKeyRecord:
             "key_id": self.key_id,
             "tenant_id": self.tenant_id,
             "label": self.label,
+            "role": self.role,
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
         }
@@ -143,6 +150,7 @@ class ApiKeyRecord:
                 revoked_at=None if raw.get("revoked_at") is None else float(raw["revoked_at"]),
                 label=raw.get("label"),
                 hash_alg=raw.get("hash_alg", HASH_ALGORITHM),
+                role=raw.get("role") or ROLE_SUBMITTER,
             )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"not an API key record: {type(exc).__name__}") from None
@@ -287,13 +295,17 @@ class ApiKeyStore:
             log.error("api_key_record_corrupt", key_id=key_id, error=str(exc))
             return None, entry.revision
 
-    async def create(self, tenant_id: str, label: str | None = None) -> tuple[str, ApiKeyRecord]:
-        """Store a new key for ``tenant_id``; return ``(plain key, record)``.
+    async def create(
+        self, tenant_id: str, label: str | None = None, role: str = ROLE_SUBMITTER
+    ) -> tuple[str, ApiKeyRecord]:
+        """Store a new key for ``tenant_id`` with ``role``; return ``(plain key, record)``.
 
         The plain key exists only in the return value: show it once and forget it.
         """
         validate_tenant(tenant_id)
         validate_label(label)
+        if role not in ROLES:
+            raise InvalidKeyRequest(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
         kv = await self._kv()
         for _ in range(3):
             key_id = secrets.token_hex(KEY_ID_HEX_DIGITS // 2)
@@ -304,6 +316,7 @@ class ApiKeyStore:
                 created_at=time.time(),
                 secret_hash=keyed_hash(self._pepper, api_key),
                 label=label,
+                role=role,
             )
             try:
                 await kv.create(RECORD_PREFIX + key_id, record.encode())
@@ -314,7 +327,7 @@ class ApiKeyStore:
                     f"key store unavailable: {type(exc).__name__}"
                 ) from None
             self.cache.discard(key_id)
-            log.info("api_key_created", key_id=key_id, tenant_id=tenant_id)
+            log.info("api_key_created", key_id=key_id, tenant_id=tenant_id, role=role)
             return api_key, record
         raise AuthBackendUnavailable("could not allocate a free key id")
 
@@ -385,7 +398,7 @@ class ApiKeyStore:
             raise ApiKeyRejected("mismatch", key_id)
         if record.revoked:
             raise ApiKeyRejected("revoked", key_id)
-        return ApiKeyIdentity(key_id=record.key_id, tenant_id=record.tenant_id)
+        return ApiKeyIdentity(key_id=record.key_id, tenant_id=record.tenant_id, role=record.role)
 
 
 async def open_auth_kv(js: Any, settings: Settings) -> Any:

@@ -440,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     workers.set_defaults(handler=cmd_workers)
 
     add_dlq_commands(commands)
+    from .plugins_registry import add_plugin_registry_commands  # it imports this module
+
+    add_plugin_registry_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
     metrics.set_defaults(handler=cmd_metrics)
@@ -472,6 +475,9 @@ ERROR_HINTS = {
     "ERR-PYOCO-0020": "this gateway does not offer that endpoint; is it an older version?",
     "ERR-PYOCO-0028": "list the entries with `pyoco-client dlq list`",
     "ERR-PYOCO-0029": "see the reason; `pyoco-client get RUN_ID` shows the run",
+    "ERR-PYOCO-0040": "use an API key with the operator role (api-key create --role operator)",
+    "ERR-PYOCO-0041": "bump the version; to go back, delete the newer wheel or pin",
+    "ERR-PYOCO-0043": "see the stored wheels with `pyoco-client plugins list`",
 }
 HINTS = {
     401: "pass --api-key or set PYOCO_API_KEY",

@@ -11,6 +11,7 @@ from .auth import install_auth
 from .dashboard import install_dashboard
 from .errors import install_error_handling
 from .media import install_json_responses
+from .plugin_registry.routes import install_plugin_registry
 from .resources.dlq import (
     DlqBulkRedriveResource,
     DlqEntryResource,
@@ -95,5 +96,6 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services))
     app.add_route("/openapi.json", OpenApiResource())
+    install_plugin_registry(app, services)
     install_dashboard(app, settings)
     return app
