@@ -56,11 +56,12 @@ async def open_object_store(js: Any, settings: Settings) -> Any:
         return await js.object_store(settings.wheel_object_store_bucket)
     except (BucketNotFoundError, NotFoundError):
         return await js.create_object_store(
-            config=api.ObjectStoreConfig(
+            settings.wheel_object_store_bucket,
+            api.ObjectStoreConfig(
                 bucket=settings.wheel_object_store_bucket,
                 description="pyoco-server plugin wheels",
                 replicas=settings.jetstream_replicas,
-            )
+            ),
         )
 
 
