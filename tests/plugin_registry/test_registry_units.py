@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -179,3 +182,48 @@ def test_active_release_follows_tags_and_pins():
     doc.pinned = "2.0"  # pinned to a release this worker's tags do not take
     assert doc.active_for(["default"]).version == "1.1"
     assert Distribution.decode(doc.encode()) == doc
+
+
+SELECTION_PROBE = """
+import json, sys
+from pyoco_server.worker.plugin_sync.plugin_set import activate, select_available
+from pyoco_server.plugins import build_plugin_manager
+activate(sys.argv[1:])
+out = {}
+for label, allow, disable in [
+    ("default", None, []),
+    ("allow", ["flow-registry"], []),
+    ("disabled", None, ["flow-registry"]),
+    ("builtins-only", [], []),
+    ("pending", select_available(["flow-registry", "not-synced-yet"]), []),
+]:
+    pm = build_plugin_manager(plugins=allow, disable=disable)
+    info = pm.infos.get("flow-registry")
+    out[label] = info and [info.distribution, info.version, info.source]
+print(json.dumps(out))
+"""
+
+
+def test_synced_plugins_are_selected_like_pip_installed_ones(plugin_wheels, trusted_key, tmp_path):
+    path = plugin_wheels.flow_registry
+    data = path.read_bytes()
+    key = load_private_key(trusted_key.private_file)
+    release = _release(path, data, sign_wheel(key, path.name, hashlib.sha256(data).hexdigest()))
+    target, _ = install(
+        release, data, tmp_path, TrustedKeys.load([trusted_key.public], "t"), MAX, []
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", SELECTION_PROBE, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {
+        "default": ["pyoco-flow-registry", "0.1.0", "entry point"],
+        "allow": ["pyoco-flow-registry", "0.1.0", "--plugins"],
+        "disabled": None,
+        "builtins-only": None,
+        "pending": ["pyoco-flow-registry", "0.1.0", "--plugins"],
+    }
