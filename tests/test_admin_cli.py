@@ -68,7 +68,8 @@ async def test_create_list_revoke_round_trip(admin_env, settings: Settings, nc):
     assert listed.returncode == 0, listed.stderr
     records = json.loads(listed.stdout)
     assert [record["key_id"] for record in records] == [document["key_id"]]
-    assert set(records[0]) == {"key_id", "tenant_id", "label", "created_at", "revoked_at"}
+    assert set(records[0]) == {"key_id", "tenant_id", "label", "role", "created_at", "revoked_at"}
+    assert records[0]["role"] == "submitter"  # keys are submitters unless made operators
     assert api_key not in listed.stdout and "hash" not in listed.stdout
 
     revoked = admin(admin_env, "api-key", "revoke", "--key-id", document["key_id"])
