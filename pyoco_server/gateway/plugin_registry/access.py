@@ -14,9 +14,9 @@ from typing import Any
 
 import falcon.asgi
 
-from ...auth import ROLE_OPERATOR
+from ...api_keys import ROLE_OPERATOR
 from ...config import Settings
-from ..errors import ApiError
+from ..error_responses import ApiError
 
 OPERATOR_REQUIRED = 40
 

@@ -12,7 +12,7 @@ from ...config import TAG_PATTERN
 from ...plugin_registry.preflight import WheelRejected, inspect_wheel
 from ...plugin_registry.signing import check_signature_document
 from ...plugin_registry.store import PluginRegistry, VersionConflict, WheelNotFound
-from ..errors import ApiError, invalid
+from ..error_responses import ApiError, invalid
 from ..media import parse_json, parse_multipart, read_body
 from ..services import GatewayServices
 from .access import actor_of, require_operator, require_reader
