@@ -9,6 +9,7 @@ Deleting goes the other way round: document first, wheel last.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -91,9 +92,12 @@ async def _write(kv: Any, doc: Distribution, revision: int) -> None:
 def wheel_view(release: Release, doc: Distribution) -> dict[str, Any]:
     """A release as ``GET /wheels`` lists it (0.5.1's fields first, then ours)."""
     latest = doc.latest()
+    sha256_b64 = base64.urlsafe_b64encode(bytes.fromhex(release.sha256)).decode()
     return {
         "name": release.filename,
         "size_bytes": release.size,
+        "digest": f"SHA-256={sha256_b64}",
+        "sha256_b64": sha256_b64,
         "sha256_hex": release.sha256,
         "tags": list(release.tags),
         "mtime": release.published_at,

@@ -66,8 +66,6 @@ class PluginSync:
         self.board = board
         self.current = PluginSet.load(root)
         self.state = "starting"
-        #: Set once the registry's documents present at start have all been applied.
-        self.caught_up = asyncio.Event()
 
     def summary(self) -> dict[str, Any]:
         """The sync's own state for the worker record (``plugin_sync``)."""
@@ -105,7 +103,6 @@ class PluginSync:
                         raise ConnectionError("NATS connection lost") from None
                     continue
                 if entry is None:  # every document present at start has been delivered
-                    self.caught_up.set()
                     continue
                 await self._apply(nats_connection, entry)
         finally:
