@@ -37,6 +37,12 @@ WATCH_WAIT_SEC = 1.0
 RETRY_DELAYS_SEC = (0.5, 1.0, 2.0, 5.0)
 
 
+def _reconnects(nats_connection: Any) -> int:
+    """How often the NATS client has reconnected so far."""
+    client = getattr(nats_connection, "nc", None)
+    return int(client.stats.get("reconnects", 0)) if client is not None else 0
+
+
 def _directory_name(release: Release) -> str:
     """The name of the directory :func:`.installer.install` unpacks ``release`` into."""
     return f"{release.version}-{release.sha256[:12]}"
@@ -92,6 +98,7 @@ class PluginSync:
 
     async def _watch(self, nats_connection: Any, stop: asyncio.Event) -> None:
         kv = await nats_connection.kv(self.settings.plugin_registry_kv_bucket)
+        reconnects = _reconnects(nats_connection)
         watcher = await kv.watch(DIST_PREFIX + ">")
         self.state = "watching"
         try:
@@ -101,6 +108,11 @@ class PluginSync:
                 except (asyncio.TimeoutError, nats.errors.TimeoutError):
                     if not nats_connection.connected:
                         raise ConnectionError("NATS connection lost") from None
+                    if _reconnects(nats_connection) != reconnects:
+                        # The watch's consumer may not have survived a server restart: open a
+                        # new one, which replays every document (unchanged ones are no-ops).
+                        log.info("plugin_sync_watch_reopened")
+                        return
                     continue
                 if entry is None:  # every document present at start has been delivered
                     continue
