@@ -196,7 +196,10 @@ class PluginRegistry:
             try:
                 self._check_newer(doc, facts, replace)
             except VersionConflict:
-                raise  # a concurrent publish won; its wheel has another name, ours is unused
+                # A concurrent publish won: the wheel just stored belongs to no release.
+                with contextlib.suppress(Exception):
+                    await store.delete(facts.filename)
+                raise
             doc.releases.append(release)
             try:
                 await _write(kv, doc, revision)
