@@ -196,9 +196,11 @@ class PluginRegistry:
             try:
                 self._check_newer(doc, facts, replace)
             except VersionConflict:
-                # A concurrent publish won: the wheel just stored belongs to no release.
-                with contextlib.suppress(Exception):
-                    await store.delete(facts.filename)
+                # A concurrent publish won: unless it stored this very filename, the wheel
+                # just stored belongs to no release.
+                if all(r.filename != facts.filename for r in doc.releases):
+                    with contextlib.suppress(Exception):
+                        await store.delete(facts.filename)
                 raise
             doc.releases.append(release)
             try:
