@@ -234,6 +234,14 @@ def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
     )
     if args.output == "table":
         print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
+    elif args.output == "plugins":  # 0.5.1: one row per synced plugin of each worker
+        rows = [
+            {"worker_id": w["worker_id"], "worker_state": w.get("state"), **plugin}
+            for w in workers
+            for plugin in w.get("plugins") or []
+        ]
+        columns = ["worker_id", "worker_state", "distribution", "version", "state", "reason"]
+        print_table(rows, [*columns, "active_version"])
     else:
         print_json(workers)
     return EXIT_OK
@@ -436,7 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", metavar="S[,S...]", help="only IDLE, RUNNING, STOPPED and/or DISCONNECTED"
     )
     workers.add_argument("--exclude-stopped", action="store_true", help="leave STOPPED workers out")
-    workers.add_argument("--output", choices=("json", "table"), default="json")
+    workers.add_argument(
+        "--output",
+        choices=("json", "table", "plugins"),
+        default="json",
+        help="plugins: one row per synced plugin of each worker (--plugin-sync)",
+    )
     workers.set_defaults(handler=cmd_workers)
 
     add_dlq_commands(commands)

@@ -119,6 +119,13 @@ def test_newer_version_downgrade_rollback_by_delete_and_pin(
             == "ok"
         )
 
+        table = client_cli(system.url, "workers", "--output", "plugins").stdout.splitlines()
+        assert table[0].split() == [
+            "WORKER_ID", "WORKER_STATE", "DISTRIBUTION", "VERSION", "STATE", "REASON",
+            "ACTIVE_VERSION",
+        ]  # fmt: skip
+        assert table[1].split()[2:5] == [FLOW_REGISTRY, "0.2.0", "ok"]
+
         with pytest.raises(PyocoHttpError) as downgrade:
             publish(client, plugin_wheels.flow_registry, trusted_key)
         assert downgrade.value.status == 409
