@@ -27,6 +27,8 @@ from ..client import (
 )
 from ..model import COMPLETED, is_terminal
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .output import UsageError, print_json, print_table
+from .plugins_registry import add_plugin_registry_commands
 
 EPILOG = """exit codes:
   0    success (with --wait: the run COMPLETED)
@@ -35,10 +37,6 @@ EPILOG = """exit codes:
   130  interrupted (Ctrl-C)
 
 environment: PYOCO_SERVER (default server URL), PYOCO_API_KEY (API key)"""
-
-
-class UsageError(Exception):
-    """Bad command-line input found after argparse (exit 2)."""
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -80,31 +78,6 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
         key, value = parse_param(item)
         params[key] = value
     return params
-
-
-def print_json(document: Any, out: TextIO | None = None) -> None:
-    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
-    out.write(json.dumps(document, ensure_ascii=False) + "\n")
-    out.flush()
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO | None = None):
-    out = out or sys.stdout
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    header = [column.upper() for column in columns]
-    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
-    for line in [header, *cells]:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() + "\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value > 1e9:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 class Progress:
@@ -453,8 +426,6 @@ def build_parser() -> argparse.ArgumentParser:
     workers.set_defaults(handler=cmd_workers)
 
     add_dlq_commands(commands)
-    from .plugins_registry import add_plugin_registry_commands  # it imports this module
-
     add_plugin_registry_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")

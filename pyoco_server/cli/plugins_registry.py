@@ -20,7 +20,8 @@ from ..config import Settings
 from ..plugin_registry.preflight import WheelRejected, inspect_wheel
 from ..plugin_registry.records import ACTIONS
 from ..plugin_registry.signing import SigningKeyError, load_private_key, sign_wheel
-from .client import EXIT_OK, UsageError, print_json, print_table
+from .common import EXIT_OK
+from .output import UsageError, print_json, print_table
 
 SIGN_KEY_ENV = "PYOCO_PLUGIN_SIGNING_KEY"
 LIST_COLUMNS = ["distribution", "version", "tags", "signed", "key_id", "latest", "pinned", "name"]
