@@ -227,3 +227,15 @@ def test_synced_plugins_are_selected_like_pip_installed_ones(plugin_wheels, trus
         "builtins-only": None,
         "pending": ["pyoco-flow-registry", "0.1.0", "--plugins"],
     }
+
+
+def test_staging_leftovers_of_a_killed_worker_are_removed(tmp_path):
+    from pyoco_server.worker.plugin_sync.installer import remove_leftovers
+
+    kept = tmp_path / "team-flows" / "0.1.0-abcdef012345"
+    kept.mkdir(parents=True)
+    leftover = tmp_path / "team-flows" / ".staging-0123"
+    (leftover / "team_flows").mkdir(parents=True)
+    assert remove_leftovers(tmp_path) == 1
+    assert not leftover.exists() and kept.is_dir()
+    assert remove_leftovers(tmp_path / "missing") == 0

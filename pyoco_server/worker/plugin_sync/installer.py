@@ -157,6 +157,15 @@ def install(
     return target, key_id
 
 
+def remove_leftovers(root: Path) -> int:
+    """Delete staging directories a killed worker left behind (never loaded: only complete,
+    renamed directories are). Returns how many were removed."""
+    leftovers = list(root.glob("*/.staging-*")) if root.is_dir() else []
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(leftovers)
+
+
 def _prune(home: Path, keep: set[str]) -> None:
     """Drop all but the newest :data:`KEEP_VERSIONS` old directories of one distribution."""
     old = sorted(

@@ -25,7 +25,7 @@ from ...log import get_logger
 from ...plugin_registry.records import DIST_PREFIX, Distribution, Release
 from ...plugin_registry.signing import SignatureRefused, TrustedKeys
 from ...plugin_registry.store import open_object_store
-from .installer import InstallFailed, install
+from .installer import InstallFailed, install, remove_leftovers
 from .plugin_set import PluginSet
 from .status import FAILED, OK, VERIFYING, PluginStatus, StatusBoard
 
@@ -83,6 +83,9 @@ class PluginSync:
 
     async def run(self, nats_connection: Any, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set; reopen the watch after NATS trouble (bounded waits)."""
+        removed = await asyncio.to_thread(remove_leftovers, self.root)
+        if removed:
+            log.info("plugin_sync_leftovers_removed", directories=removed)
         attempt = 0
         while not stop.is_set():
             try:
