@@ -14,6 +14,7 @@ from ..config import Settings, env_var, validate_tag
 from ..errors import ConfigError
 from ..hook_trace import TRACE_LOGGER, enable_tracing
 from ..log import configure_logging, get_logger
+from ..plugin_registry.signing import TrustedKeys
 from ..plugins import build_plugin_manager
 from ..worker.host import (
     PluginSelection,
@@ -210,7 +211,9 @@ def _synced_host_plugins(options: WorkerOptions, settings: Settings) -> Any:
     see the synced set verified last time (the manifest); execution processes follow every
     later change between runs. Names no synced wheel provides yet are skipped for now."""
     assert options.plugin_sync is not None
-    activate(PluginSet.load(sync_root(options.plugin_sync.directory, options.worker_id)).paths)
+    trusted = TrustedKeys.load(options.plugin_sync.trusted_keys, options.plugin_sync.trusted_source)
+    root = sync_root(options.plugin_sync.directory, options.worker_id)
+    activate(PluginSet.load(root, set(trusted.keys)).paths)
     selection = options.plugins
     pm = build_plugin_manager(
         plugins=select_available(selection.allow),

@@ -239,3 +239,19 @@ def test_staging_leftovers_of_a_killed_worker_are_removed(tmp_path):
     assert remove_leftovers(tmp_path) == 1
     assert not leftover.exists() and kept.is_dir()
     assert remove_leftovers(tmp_path / "missing") == 0
+
+
+def test_a_restart_loads_only_sets_signed_by_keys_still_trusted(
+    plugin_wheels, trusted_key, tmp_path
+):
+    from pyoco_server.worker.plugin_sync.plugin_set import PluginSet
+
+    path = plugin_wheels.flow_registry
+    data = path.read_bytes()
+    key = load_private_key(trusted_key.private_file)
+    release = _release(path, data, sign_wheel(key, path.name, hashlib.sha256(data).hexdigest()))
+    trusted = TrustedKeys.load([trusted_key.public], "t")
+    target, key_id = install(release, data, tmp_path, trusted, MAX, [])
+    PluginSet({release.distribution: (release.version, str(target))}).save(tmp_path)
+    assert PluginSet.load(tmp_path, {key_id}).paths == [str(target)]
+    assert PluginSet.load(tmp_path, set()).paths == []  # the key was dropped from the list

@@ -29,6 +29,8 @@ from ...plugin_registry.records import Release
 from ...plugin_registry.signing import SignatureRefused, TrustedKeys
 
 MARKER = ".pyoco-verified"
+#: The key id that signed the directory's wheel (a restart loads it only while still trusted).
+KEY_MARKER = ".pyoco-key-id"
 #: Old versions kept per distribution for quick roll-backs (beyond the active one).
 KEEP_VERSIONS = 3
 
@@ -138,6 +140,7 @@ def install(
     target = home / f"{release.version}-{release.sha256[:12]}"
     marker = target / MARKER
     if marker.is_file() and marker.read_text() == release.sha256:
+        (target / KEY_MARKER).write_text(key_id)
         return target, key_id
     home.mkdir(parents=True, exist_ok=True)
     staging = home / f".staging-{uuid.uuid4().hex}"
@@ -148,6 +151,7 @@ def install(
         data_dir = next((n for n in names if n.endswith(".data")), data_dir)
         _unpack(data, staging, data_dir)
         (staging / MARKER).write_text(release.sha256)
+        (staging / KEY_MARKER).write_text(key_id)
         if target.exists():
             shutil.rmtree(target)  # an incomplete leftover: its marker did not match
         os.rename(staging, target)

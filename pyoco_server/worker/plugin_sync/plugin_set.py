@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .installer import KEY_MARKER
+
 MANIFEST = "manifest.json"
 
 
@@ -45,8 +47,9 @@ class PluginSet:
         os.replace(tmp, root / MANIFEST)
 
     @classmethod
-    def load(cls, root: Path) -> PluginSet:
-        """The last saved set (directories that vanished are left out); empty when none."""
+    def load(cls, root: Path, trusted_key_ids: set[str]) -> PluginSet:
+        """The last saved set, without directories that vanished or whose wheel was signed by
+        a key no longer in ``trusted_key_ids``; empty when none."""
         try:
             raw: Any = json.loads((root / MANIFEST).read_text())
         except (OSError, ValueError):
@@ -56,9 +59,18 @@ class PluginSet:
         members = {
             str(name): (str(item[0]), str(item[1]))
             for name, item in raw.items()
-            if isinstance(item, list) and len(item) == 2 and Path(str(item[1])).is_dir()
+            if isinstance(item, list)
+            and len(item) == 2
+            and _signed_by(Path(str(item[1])), trusted_key_ids)
         }
         return cls(members)
+
+
+def _signed_by(directory: Path, trusted_key_ids: set[str]) -> bool:
+    try:
+        return (directory / KEY_MARKER).read_text().strip() in trusted_key_ids
+    except OSError:
+        return False
 
 
 def activate(paths: list[str]) -> None:

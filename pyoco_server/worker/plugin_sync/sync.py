@@ -70,7 +70,7 @@ class PluginSync:
         self.root = root
         self.on_set = on_set
         self.board = board
-        self.current = PluginSet.load(root)
+        self.current = PluginSet.load(root, set(trusted.keys))
         self.state = "starting"
 
     def summary(self) -> dict[str, Any]:
@@ -142,9 +142,13 @@ class PluginSync:
             self.board.remove(name)
             return
         status = self.board.get(name)
-        if running is not None and Path(running[1]).name == _directory_name(release):
-            if status is None or status.state != OK or status.version != release.version:
-                self._ok(release, running[1], status.key_id if status else None)
+        if (
+            running is not None
+            and status is not None  # verified by this process, not only at an earlier start
+            and Path(running[1]).name == _directory_name(release)
+        ):
+            if status.state != OK or status.version != release.version:
+                self._ok(release, running[1], status.key_id)
             return
         if status is not None and status.state == FAILED and status.sha256 == release.sha256:
             return  # the same refused bytes again: the status already says why
@@ -199,6 +203,8 @@ class PluginSync:
         )
 
     def _publish(self, plugin_set: PluginSet) -> None:
+        if plugin_set == self.current:
+            return  # re-verified what already runs (after a restart): nothing to switch
         self.current = plugin_set
         plugin_set.save(self.root)
         self.on_set(plugin_set)
