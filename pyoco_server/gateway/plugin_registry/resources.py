@@ -177,7 +177,8 @@ class WheelPinResource:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
         require_operator(req, settings, "pin plugin versions")
-        body = parse_json(req, await read_body(req, settings.http_max_body_bytes))
+        raw = await read_body(req, settings.http_max_body_bytes)
+        body = parse_json(req, raw, settings.max_nesting_depth)
         distribution = body.get("distribution") if isinstance(body, dict) else None
         version = body.get("version") if isinstance(body, dict) else None
         if not isinstance(distribution, str) or not distribution.strip():
