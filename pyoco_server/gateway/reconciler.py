@@ -202,11 +202,11 @@ class Reconciler:
     async def reconcile_once(self) -> list[str]:
         """One pass over the silent RUNNING/CANCELLING runs; returns the runs this gateway
         ended."""
-        index = await self.services.fresh_index()
+        active = await self.services.query_index("with_status", RUNNING, CANCELLING)
         now = time.time()
         bound = self.settings.run_lost_after_sec
         silent = []
-        for summary in index.with_status(RUNNING, CANCELLING):
+        for summary in active:
             heartbeat = epoch_seconds(summary.get("heartbeat_at"))
             if heartbeat is None or now - heartbeat > bound:
                 silent.append((heartbeat or 0.0, summary["run_id"]))

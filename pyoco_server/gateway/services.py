@@ -12,7 +12,8 @@ from ..runs import RunStore
 from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
 from .reconciler import Reconciler
-from .run_index import RunIndex, RunIndexFeed
+from .retention.sweeper import RetentionSweeper
+from .run_index import RunIndex, RunIndexFeed, open_index
 from .watch import WatcherRegistry
 from .workers import list_workers
 
@@ -34,10 +35,11 @@ class GatewayServices:
             name="pyoco-server:http",
             request_timeout=settings.http_nats_timeout_sec,
         )
-        self.index = RunIndex(settings.runs_kv_bucket)
+        self.index = open_index(settings.runs_kv_bucket, settings.index_dir)
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self.watchers = WatcherRegistry()
         self.reconciler = Reconciler(self)
+        self.retention = RetentionSweeper(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -54,6 +56,7 @@ class GatewayServices:
         self._tasks = [
             loop.create_task(self.index_feed.run(self._stop)),
             loop.create_task(self.reconciler.run(self._stop)),
+            loop.create_task(self.retention.run(self._stop)),
         ]
 
     async def stop(self) -> None:
@@ -64,6 +67,7 @@ class GatewayServices:
                 await asyncio.wait(self._tasks, timeout=5)
         await self.reconciler.close()
         await self.nats.stop()
+        self.index_feed.close()
 
     async def fresh_index(self) -> RunIndex:
         """The run index, caught up with every write committed before this call.
@@ -78,6 +82,12 @@ class GatewayServices:
                 "the run index is still catching up with NATS; retry shortly"
             ) from exc
         return self.index
+
+    async def query_index(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the run index's ``method`` on the index's own thread, after catching up with
+        every write committed before this call (see :meth:`fresh_index`)."""
+        index = await self.fresh_index()
+        return await self.index_feed.call(getattr(index, method), *args, **kwargs)
 
     async def run_store(self) -> RunStore:
         """The run store (raises ``NatsUnavailable`` while NATS is down)."""
