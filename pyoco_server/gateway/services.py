@@ -13,6 +13,7 @@ from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
 from .reconciler import Reconciler
 from .retention.sweeper import RetentionSweeper
+from .run_finished.consumer import RunFinishedFeed
 from .run_index import RunIndex, RunIndexFeed, open_index
 from .watch import WatcherRegistry
 from .workers import list_workers
@@ -40,6 +41,7 @@ class GatewayServices:
         self.watchers = WatcherRegistry()
         self.reconciler = Reconciler(self)
         self.retention = RetentionSweeper(self)
+        self.run_finished = RunFinishedFeed(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -57,6 +59,7 @@ class GatewayServices:
             loop.create_task(self.index_feed.run(self._stop)),
             loop.create_task(self.reconciler.run(self._stop)),
             loop.create_task(self.retention.run(self._stop)),
+            loop.create_task(self.run_finished.run(self._stop)),
         ]
 
     async def stop(self) -> None:
