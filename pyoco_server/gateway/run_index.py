@@ -445,29 +445,39 @@ class RunIndexFeed:
             index.loaded = True
             return
         async with self._lock:
+            # Another sync may have applied more while this one waited: ask again.
+            info = await js.stream_info(self.stream)
+            last_seq = info.state.last_seq
+            created = str(info.created)
             if created != index.stream_created or last_seq < index.applied_seq:
                 # A different stream (the bucket was recreated): replay it from the start.
                 if index.applied_seq:
                     log.warning("run_index_reset", applied=index.applied_seq, last=last_seq)
                 await self.call(index.reset, created)
             position = index.applied_seq + 1
-            while position <= last_seq:
-                # A window of sequences at a time, so the records held stay bounded.
-                records: list[StreamRecord] = []
-                window_end = position + SYNC_WINDOW - 1
-                await read_stream(
-                    js,
-                    self.stream,
-                    self.subject,
-                    position,
-                    records.extend,
-                    fetch_timeout=self.fetch_timeout,
-                    until_seq=window_end if window_end < last_seq else None,
-                )
-                await self.call(index.apply, records)
-                if window_end >= last_seq:
-                    break
-                position = window_end + 1
+            applying: asyncio.Future[None] | None = None
+            try:
+                while position <= last_seq:
+                    # A window of sequences at a time, so the records held stay bounded; the
+                    # next window is read while the index thread applies the previous one.
+                    records: list[StreamRecord] = []
+                    window_end = position + SYNC_WINDOW - 1
+                    await read_stream(
+                        js,
+                        self.stream,
+                        self.subject,
+                        position,
+                        records.extend,
+                        fetch_timeout=self.fetch_timeout,
+                        until_seq=window_end if window_end < last_seq else None,
+                    )
+                    if applying is not None:
+                        await applying
+                    applying = asyncio.ensure_future(self.call(index.apply, records))
+                    position = window_end + 1
+            finally:
+                if applying is not None:
+                    await applying
             if index.applied_seq < last_seq:
                 # The read ended with nothing pending, so it covered everything up to last_seq
                 # even when the newest messages were removed meanwhile.

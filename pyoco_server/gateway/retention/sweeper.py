@@ -38,6 +38,8 @@ SWEEP_INTERVAL_SEC = 5.0
 #: Runs purged per sweep at most (in groups of :data:`SWEEP_CONCURRENCY` concurrent purges).
 SWEEP_BATCH = 5000
 SWEEP_CONCURRENCY = 64
+#: Pause between two full batches while working through a backlog.
+BACKLOG_PAUSE_SEC = 1.0
 #: How long a purge marker stays in the runs stream (then the server removes it).
 MARKER_TTL_SEC = 3600
 #: How long the sweeping gateway's lease lasts unless renewed (renewed on every sweep).
@@ -135,12 +137,16 @@ class RetentionSweeper:
         """Sweep every ``interval`` while connected, until ``stop``; gives the lease up at the
         end so another gateway takes over at once."""
         while not stop.is_set():
+            purged = 0
             if self.services.nats.connected:
                 try:
-                    await self.sweep_once()
+                    purged = await self.sweep_once()
                 except Exception as exc:
                     log.warning("retention_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+            # A full batch means a backlog (a first start, a shorter retention): keep going,
+            # with a pause that leaves NATS to the submits.
+            pause = BACKLOG_PAUSE_SEC if purged >= SWEEP_BATCH else self.interval
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+                await asyncio.wait_for(stop.wait(), pause)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.lease.release(), 2.0)
