@@ -7,6 +7,7 @@ from typing import Any
 import falcon.asgi
 
 from ..config import Settings
+from .activity.resource import RunActivityResource
 from .auth import install_auth
 from .dashboard import install_dashboard
 from .errors import install_error_handling
@@ -83,6 +84,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs", RunsResource(services))
     app.add_route("/runs/yaml", RunYamlResource(services))
     app.add_route("/runs/counts", RunCountsResource(services))
+    app.add_route("/runs/activity", RunActivityResource(services))
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))

@@ -105,7 +105,22 @@ CREATE TABLE IF NOT EXISTS run_tags (
     PRIMARY KEY (tag, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS run_tags_tenant ON run_tags (tenant, tag, seq);
+CREATE TABLE IF NOT EXISTS finished_per_minute (
+    minute INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (minute, tenant, status)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue_depth_per_minute (
+    minute INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    PRIMARY KEY (minute, tag)
+) WITHOUT ROWID;
 """
+#: Tenant value of ``finished_per_minute`` rows of runs without one (authentication off).
+NO_TENANT = ""
 
 
 def summarize(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +189,11 @@ class RunIndex:
             self._counts.setdefault(tenant, Counter())[status] = count
 
     def _drop(self) -> None:
-        self._db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS run_tags;")
+        self._db.executescript(
+            "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS run_tags;"
+            " DROP TABLE IF EXISTS finished_per_minute;"
+            " DROP TABLE IF EXISTS queue_depth_per_minute;"
+        )
         self._db.execute("DELETE FROM meta")
 
     def on_close(self, action: Callable[[], Any]) -> None:
@@ -225,9 +244,9 @@ class RunIndex:
                         snapshot = json.loads(record.data)
                     except ValueError:
                         log.warning("run_index_invalid_snapshot", run_id=run_id, seq=record.seq)
-                self._remove(run_id)
+                previous = self._remove(run_id)
                 if isinstance(snapshot, dict):
-                    self._put(run_id, record.seq, snapshot)
+                    self._put(run_id, record.seq, snapshot, previous)
             self.applied_seq = max(self.applied_seq, records[-1].seq)
             self._set_meta("applied_seq", str(self.applied_seq))
 
@@ -256,7 +275,9 @@ class RunIndex:
             self._counts.setdefault(tenant, Counter())[status] = count
         self.applied_seq = int(self._meta("applied_seq") or 0)
 
-    def _put(self, run_id: str, seq: int, snapshot: dict[str, Any]) -> None:
+    def _put(
+        self, run_id: str, seq: int, snapshot: dict[str, Any], previous: str | None = None
+    ) -> None:
         summary = summarize(snapshot)
         summary["run_id"] = run_id
         tenant = snapshot.get("tenant_id")
@@ -282,13 +303,21 @@ class RunIndex:
             [(tag, seq, tenant) for tag in _tags_of(summary)],
         )
         self._counts.setdefault(tenant, Counter())[status] += 1
+        finished_at = _number(summary["updated_at"])
+        if status in TERMINAL_STATUSES and previous not in TERMINAL_STATUSES and finished_at:
+            self._db.execute(
+                "INSERT INTO finished_per_minute (minute, tenant, status, runs)"
+                " VALUES (?, ?, ?, 1) ON CONFLICT DO UPDATE SET runs = runs + 1",
+                (int(finished_at // 60), tenant or NO_TENANT, status),
+            )
 
-    def _remove(self, run_id: str) -> None:
+    def _remove(self, run_id: str) -> str | None:
+        """Remove ``run_id``; returns the status it had (``None``: it was not listed)."""
         row = self._db.execute(
             "SELECT seq, tenant, status, summary FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
         if row is None:
-            return
+            return None
         seq, tenant, status, summary = row
         self._db.execute("DELETE FROM runs WHERE seq = ?", (seq,))
         self._db.executemany(
@@ -299,6 +328,7 @@ class RunIndex:
         counts[status] -= 1
         if not +counts:
             del self._counts[tenant]
+        return status
 
     def expire(self, cutoff: float, limit: int = 1000) -> list[str]:
         """Drop up to ``limit`` terminal runs last written before ``cutoff`` (epoch seconds);
@@ -310,7 +340,49 @@ class RunIndex:
                     self._remove(run_id)
         return run_ids
 
+    def record_queue_depth(self, minute: int, depths: dict[str, int]) -> None:
+        """Remember the work queue's depth per tag in ``minute`` (the last sample wins)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO queue_depth_per_minute (minute, tag, depth)"
+                " VALUES (?, ?, ?)",
+                [(minute, tag, depth) for tag, depth in depths.items()],
+            )
+
+    def forget_activity_before(self, minute: int) -> None:
+        """Drop the per-minute figures of the minutes before ``minute``."""
+        with self._transaction():
+            self._db.execute("DELETE FROM finished_per_minute WHERE minute < ?", (minute,))
+            self._db.execute("DELETE FROM queue_depth_per_minute WHERE minute < ?", (minute,))
+
     # -- reads -------------------------------------------------------------------------------
+
+    def finished_per_minute(
+        self, tenant_id: str | None, since_minute: int
+    ) -> list[tuple[int, str, int]]:
+        """``(minute, status, runs)`` of the runs that reached a terminal status since
+        ``since_minute`` (minutes since the epoch); one tenant's, or everyone's with ``None``."""
+        if tenant_id is None:
+            rows = self._db.execute(
+                "SELECT minute, status, sum(runs) FROM finished_per_minute WHERE minute >= ?"
+                " GROUP BY minute, status",
+                (since_minute,),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT minute, status, runs FROM finished_per_minute"
+                " WHERE minute >= ? AND tenant = ?",
+                (since_minute, tenant_id),
+            )
+        return [(int(m), str(st), int(n)) for m, st, n in rows]
+
+    def queue_depth_per_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
+        """``(minute, tag, depth)`` samples since ``since_minute``."""
+        rows = self._db.execute(
+            "SELECT minute, tag, depth FROM queue_depth_per_minute WHERE minute >= ?",
+            (since_minute,),
+        )
+        return [(int(m), str(tag), int(depth)) for m, tag, depth in rows]
 
     def expired(self, cutoff: float, limit: int) -> list[tuple[str, int]]:
         """Up to ``limit`` terminal runs last written before ``cutoff``, oldest first, as

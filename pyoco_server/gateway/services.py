@@ -9,6 +9,7 @@ from typing import Any
 from ..config import Settings
 from ..nats_client import NatsConnection
 from ..runs import RunStore
+from .activity.sampler import QueueDepthSampler
 from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
 from .reconciler import Reconciler
@@ -42,6 +43,7 @@ class GatewayServices:
         self.reconciler = Reconciler(self)
         self.retention = RetentionSweeper(self)
         self.run_finished = RunFinishedFeed(self)
+        self.queue_sampler = QueueDepthSampler(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -60,6 +62,7 @@ class GatewayServices:
             loop.create_task(self.reconciler.run(self._stop)),
             loop.create_task(self.retention.run(self._stop)),
             loop.create_task(self.run_finished.run(self._stop)),
+            loop.create_task(self.queue_sampler.run(self._stop)),
         ]
 
     async def stop(self) -> None:
