@@ -183,7 +183,14 @@ def submit_rate(client: httpx.Client, seconds: float) -> tuple[int, float]:
 
 
 def total(client: httpx.Client) -> int:
-    return client.get("/runs/counts").json()["total"]
+    """Runs stored, per ``/runs/counts`` (a 503 is retried and reported)."""
+    for _ in range(100):
+        answer = client.get("/runs/counts")
+        if answer.status_code == 200:
+            return answer.json()["total"]
+        print(f"  /runs/counts answered {answer.status_code}: {answer.text[:200]}", flush=True)
+        time.sleep(0.2)
+    raise SystemExit("/runs/counts kept failing")
 
 
 def run_size(size: int, directory: Path, requests: int) -> dict:
@@ -201,6 +208,7 @@ def run_size(size: int, directory: Path, requests: int) -> dict:
         env = {"PYOCO_INDEX_DIR": str(index_dir), "PYOCO_RUN_RETENTION_SEC": "0"}
         gateway = start_gateway(server.url, port, env)
         result["ready_from_nothing_sec"] = wait_ready(base)
+        print(json.dumps(result), flush=True)
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(60)
         gateway = start_gateway(server.url, port, env)
@@ -220,6 +228,7 @@ def run_size(size: int, directory: Path, requests: int) -> dict:
             result["counts_total"] = counts["total"]
             result["rss_mib"] = rss_mib(gateway.pid)
             result["submits_per_sec_retention_off"] = submit_rate(client, 10)[1]
+        print(json.dumps(result), flush=True)
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(60)
         gateway = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from ..tenancy import caller_of
 if TYPE_CHECKING:
     from ..services import GatewayServices
 
+#: A request samples the queues first when the last sample is older than this.
+FRESH_SAMPLE_SEC = 1.0
 #: ``window`` values and the minutes each covers.
 WINDOWS = {"hour": 60, "day": 1440}
 
@@ -46,6 +49,8 @@ class RunActivityResource:
         minutes = WINDOWS[window]
         first = int(time.time() // 60) - minutes + 1
         tenant = caller_of(req).tenant_id
+        with contextlib.suppress(Exception):  # the samples taken so far still answer
+            await self.services.queue_sampler.sample_if_older_than(FRESH_SAMPLE_SEC)
         finished_rows = await self.services.query_index("finished_per_minute", tenant, first)
         depth_rows = await self.services.query_index("queue_depth_per_minute", first)
         finished: dict[str, list[int]] = {s: [0] * minutes for s in sorted(TERMINAL_STATUSES)}

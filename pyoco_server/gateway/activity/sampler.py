@@ -52,15 +52,23 @@ class QueueDepthSampler:
     def __init__(self, services: GatewayServices, interval: float = SAMPLE_INTERVAL_SEC) -> None:
         self.services = services
         self.interval = interval
+        self._last_sample = 0.0
 
     async def sample_once(self) -> dict[str, int]:
         """Take one sample and forget figures older than :data:`KEEP_MINUTES`."""
         depths = await queue_depths(self.services)
+        self._last_sample = time.monotonic()
         minute = int(time.time() // 60)
         feed, index = self.services.index_feed, self.services.index
         await feed.call(index.record_queue_depth, minute, depths)
         await feed.call(index.forget_activity_before, minute - KEEP_MINUTES)
         return depths
+
+    async def sample_if_older_than(self, seconds: float) -> None:
+        """Sample now unless the last sample is at most ``seconds`` old (a chart being looked
+        at shows the queues as they are, not as they were up to an interval ago)."""
+        if time.monotonic() - self._last_sample > seconds:
+            await self.sample_once()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample every ``interval`` while connected, until ``stop``."""

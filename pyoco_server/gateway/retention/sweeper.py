@@ -36,8 +36,8 @@ log = get_logger(__name__)
 #: Seconds between two sweeps (each purges at most :data:`SWEEP_BATCH` runs).
 SWEEP_INTERVAL_SEC = 5.0
 #: Runs purged per sweep at most (in groups of :data:`SWEEP_CONCURRENCY` concurrent purges).
-SWEEP_BATCH = 5000
-SWEEP_CONCURRENCY = 64
+SWEEP_BATCH = 2000
+SWEEP_CONCURRENCY = 16
 #: Pause between two full batches while working through a backlog.
 BACKLOG_PAUSE_SEC = 1.0
 #: How long a purge marker stays in the runs stream (then the server removes it).
