@@ -64,7 +64,7 @@ async def test_only_old_terminal_runs_expire_from_kv_every_index_counts_and_metr
     second = start_gateway(settings, middleware=[FakeTenancy()])
     async with first as one, second as two:
         # each gateway sweeps at start-up (and every few seconds); one holds the lease
-        sweepers = [one.app.services.retention, two.app.services.retention]
+        sweepers = [one.app.retention, two.app.retention]
         for sweeper in sweepers:
             await sweeper.sweep_once()
 
@@ -100,7 +100,7 @@ async def test_a_run_written_after_it_was_judged_expired_stays(nc, gateway_setti
     stale_revision = await put_run(kv, "reopened", "FAILED", 24 * HOUR)
     await put_run(kv, "reopened", "PENDING", 24 * HOUR)  # e.g. a redrive reopened it
     async with start_gateway(settings) as gateway:
-        sweeper = gateway.app.services.retention
+        sweeper = gateway.app.retention
         assert await sweeper._purge("reopened", stale_revision, None) is False
         assert await sweeper.sweep_once() == 0
         assert json.loads((await kv.get("reopened")).value)["status"] == "PENDING"
@@ -111,7 +111,7 @@ async def test_zero_keeps_runs_forever(nc, gateway_settings):
     kv = await runs_bucket(nc, settings)
     await put_run(kv, "ancient", "COMPLETED", 1000 * 24 * HOUR)
     async with start_gateway(settings) as gateway:
-        assert await gateway.app.services.retention.sweep_once() == 0
+        assert await gateway.app.retention.sweep_once() == 0
         assert await listed(gateway) == ["ancient"]
 
 
@@ -124,7 +124,7 @@ async def test_a_dead_letter_whose_run_expired_shows_and_redrives_as_a_new_run(
         run_id, job = await failed_run(gateway, nc, settings)
         seq = await publish_dead_letter(js, settings, "default", run_id=run_id, job=job)
         time.sleep(1.2)
-        assert await gateway.app.services.retention.sweep_once() == 1
+        assert await gateway.app.retention.sweep_once() == 1
         assert (await gateway.simulate_get(f"/runs/{run_id}")).status_code == 404
 
         entry = await gateway.simulate_get(f"/dlq/{seq}")

@@ -10,11 +10,12 @@ import falcon
 import falcon.asgi
 
 from ...model import TERMINAL_STATUSES
-from ..errors import invalid
+from ..error_responses import invalid
 from ..tenancy import caller_of
 
 if TYPE_CHECKING:
     from ..services import GatewayServices
+    from .sampler import QueueDepthSampler
 
 #: A request samples the queues first when the last sample is older than this.
 FRESH_SAMPLE_SEC = 1.0
@@ -41,8 +42,9 @@ class RunActivityResource:
     ``start + 60 * i`` (epoch seconds); the last minute is the current one.
     """
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, sampler: QueueDepthSampler) -> None:
         self.services = services
+        self.sampler = sampler
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         window = activity_window(req)
@@ -50,7 +52,7 @@ class RunActivityResource:
         first = int(time.time() // 60) - minutes + 1
         tenant = caller_of(req).tenant_id
         with contextlib.suppress(Exception):  # the samples taken so far still answer
-            await self.services.queue_sampler.sample_if_older_than(FRESH_SAMPLE_SEC)
+            await self.sampler.sample_if_older_than(FRESH_SAMPLE_SEC)
         finished_rows = await self.services.query_index("finished_per_minute", tenant, first)
         depth_rows = await self.services.query_index("queue_depth_per_minute", first)
         finished: dict[str, list[int]] = {s: [0] * minutes for s in sorted(TERMINAL_STATUSES)}

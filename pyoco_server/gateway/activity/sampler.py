@@ -59,9 +59,8 @@ class QueueDepthSampler:
         depths = await queue_depths(self.services)
         self._last_sample = time.monotonic()
         minute = int(time.time() // 60)
-        feed, index = self.services.index_feed, self.services.index
-        await feed.call(index.record_queue_depth, minute, depths)
-        await feed.call(index.forget_activity_before, minute - KEEP_MINUTES)
+        await self.services.call_index("record_queue_depth", minute, depths)
+        await self.services.call_index("forget_activity_before", minute - KEEP_MINUTES)
         return depths
 
     async def sample_if_older_than(self, seconds: float) -> None:
