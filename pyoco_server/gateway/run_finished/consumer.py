@@ -120,10 +120,13 @@ class RunFinishedFeed:
         if not self.implementations:
             return
         while not stop.is_set():
+            if not self.services.nats.connected:  # the connection heals by itself
+                self._subscription = None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
             try:
                 if self._subscription is None:
-                    if not self.services.nats.connected:
-                        raise ConnectionError("NATS is not connected")
                     self._subscription = await self._subscribe()
                 try:
                     messages = await self._subscription.fetch(BATCH, timeout=FETCH_TIMEOUT_SEC)
