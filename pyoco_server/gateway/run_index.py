@@ -544,6 +544,7 @@ class RunIndexFeed:
         self.fetch_timeout = settings.http_nats_timeout_sec
         self._lock = asyncio.Lock()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-index")
+        self._closed = False
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``function(*args, **kwargs)`` (a method of the index) on the index's thread."""
@@ -551,7 +552,10 @@ class RunIndexFeed:
         return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
 
     def close(self) -> None:
-        """Finish the queued index work and close the database."""
+        """Finish the queued index work and close the database (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._thread.submit(self.index.close)
         self._thread.shutdown(wait=True)
 
