@@ -35,6 +35,7 @@ from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats, free_port
 from pyoco_server.gateway.run_index import RunIndex
 from pyoco_server.nats_client import connect, ensure_resources
+from pyoco_server.stream_reader import StreamRecord
 
 DAY = 86400.0
 #: Seconds the sweeper is watched working alone (it is not waited for to finish).
@@ -272,16 +273,85 @@ def run_size(size: int, directory: Path, requests: int) -> dict:
     return result
 
 
+def index_only(size: int, directory: Path, requests: int) -> dict:
+    """Without NATS or HTTP: build the index file of ``size`` runs the way a gateway does (bulk
+    apply), then time what a restart with that file costs (open + counts), the page queries
+    per filter, and the process's RSS with the index open."""
+    path = directory / f"index-only-{size}.sqlite3"
+    index = RunIndex("pyoco_runs", path)
+    rng, now = random.Random(7), time.time()
+    began = time.perf_counter()
+    index.begin_bulk()
+    batch = []
+    for n in range(size):
+        data = snapshot(n, now, rng)
+        batch.append(
+            StreamRecord(n + 1, f"$KV.pyoco_runs.{data['run_id']}", json.dumps(data).encode())
+        )
+        if len(batch) == 8192:
+            index.apply(batch)
+            batch = []
+    index.apply(batch)
+    index.end_bulk()
+    result: dict = {
+        "stored_runs": size,
+        "build_runs_per_sec": round(size / (time.perf_counter() - began)),
+    }
+    index.close()
+    began = time.perf_counter()
+    index = RunIndex("pyoco_runs", path)
+    result["open_with_counts_sec"] = round(time.perf_counter() - began, 3)
+    filters = {
+        "unfiltered": (None, {}),
+        "status=FAILED": (None, {"status": "FAILED"}),
+        "flow=flow_3": (None, {"flow": "flow_3"}),
+        "tag=gpu": (None, {"tag": "gpu"}),
+        "tenant=tenant_3": ("tenant_3", {}),
+        "tenant+status": ("tenant_3", {"status": "FAILED"}),
+    }
+    medians = {}
+    for name, (tenant, extra) in filters.items():
+        timings = []
+        for _ in range(requests):
+            t = time.perf_counter()
+            page = index.select_page(tenant, limit=50, **extra)
+            timings.append((time.perf_counter() - t) * 1000)
+            assert len(page.runs) == 50, name
+        medians[name] = round(statistics.median(timings), 3)
+    result["page_median_ms"] = medians
+    walked, cursor = 0, None
+    while True:
+        page = index.select_page(None, status="FAILED", limit=1000, cursor=cursor)
+        walked += len(page.runs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    result["cursor_walk_failed"] = walked
+    result["counts_failed"] = index.status_counts()["FAILED"]
+    result["rss_mib_with_index_open"] = rss_mib(os.getpid())
+    result["index_file_mib"] = round(
+        sum(p.stat().st_size for p in directory.glob("index-only-*")) / 2**20, 1
+    )
+    index.close()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--dir", default=None, help="where NATS and the index store (temp)")
+    parser.add_argument(
+        "--index-only",
+        action="store_true",
+        help="only the index file, in process (no NATS, no HTTP): quicker at 1,000,000 runs",
+    )
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            result = run_size(size, Path(tmp), args.requests)
+            run = index_only if args.index_only else run_size
+            result = run(size, Path(tmp), args.requests)
             result["load_average"] = [round(x, 2) for x in os.getloadavg()]
             print(json.dumps(result), flush=True)
 
