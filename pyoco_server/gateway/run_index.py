@@ -52,13 +52,20 @@ from ..config import Settings
 from ..log import get_logger
 from ..model import RUN_STATUSES, TERMINAL_STATUSES
 from ..nats_client import NatsConnection
+from ..nesting import (
+    DEFAULT_MAX_NESTING_DEPTH,
+    STORED_DOCUMENT_HEADROOM,
+    NestingTooDeep,
+    load_stored,
+    prune_nesting,
+)
 from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 
-#: Fields of a run summary (contract §3 ``GET /runs``).
+#: Fields of a run summary (``GET /runs``, docs/http-api.md).
 SUMMARY_FIELDS = (
     "run_id",
     "flow_name",
@@ -198,8 +205,14 @@ class RunIndex:
     thread-safe: the gateway calls it from one thread only (:meth:`RunIndexFeed.call`).
     """
 
-    def __init__(self, bucket: str, path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        path: str | Path | None = None,
+        max_depth: int = DEFAULT_MAX_NESTING_DEPTH,
+    ) -> None:
         self._prefix = kv_subject_prefix(bucket)
+        self.max_depth = max_depth
         self.path = str(path) if path is not None else ":memory:"
         self._on_close: list[Callable[[], Any]] = []
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -283,6 +296,21 @@ class RunIndex:
 
     # -- writes ------------------------------------------------------------------------------
 
+    def _load_snapshot(self, data: bytes) -> Any:
+        """A stored snapshot, for its summary: parsed with orjson (whose own depth limit
+        refuses absurd nesting; ``json`` with the shared nesting rules otherwise), the summary
+        fields pruned to ``max_depth`` (only they are kept, so only they need it)."""
+        try:
+            snapshot = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return load_stored(data, self.max_depth, "run snapshot")
+        if isinstance(snapshot, dict):
+            limit = self.max_depth + STORED_DOCUMENT_HEADROOM
+            for field in SUMMARY_FIELDS:
+                if isinstance(snapshot.get(field), (dict, list)):
+                    snapshot[field] = prune_nesting(snapshot[field], limit)
+        return snapshot
+
     def apply(self, records: list[StreamRecord]) -> None:
         """Apply stream records in order (one transaction): a put replaces the run, a
         delete/purge removes it; the last record's sequence becomes :attr:`applied_seq`."""
@@ -294,8 +322,8 @@ class RunIndex:
                 snapshot = None
                 if not record.deleted:
                     try:
-                        snapshot = _loads(record.data)
-                    except ValueError:
+                        snapshot = self._load_snapshot(record.data)
+                    except (ValueError, NestingTooDeep):
                         log.warning("run_index_invalid_snapshot", run_id=run_id, seq=record.seq)
                 previous = self._remove(run_id)
                 if isinstance(snapshot, dict):
@@ -629,7 +657,9 @@ class RunIndexFeed:
                 await asyncio.wait_for(stop.wait(), self.poll_interval)
 
 
-def open_index(bucket: str, directory: str | None) -> RunIndex:
+def open_index(
+    bucket: str, directory: str | None, max_depth: int = DEFAULT_MAX_NESTING_DEPTH
+) -> RunIndex:
     """The run index of ``bucket`` in ``directory`` (created if missing), kept there so the
     next start only catches up with what was written meanwhile.
 
@@ -643,18 +673,18 @@ def open_index(bucket: str, directory: str | None) -> RunIndex:
         lock = _try_lock(Path(f"{path}.lock"))
         if lock is not None:
             try:
-                index = RunIndex(bucket, path)
+                index = RunIndex(bucket, path, max_depth)
             except sqlite3.DatabaseError as exc:
                 log.warning("run_index_unreadable_rebuilding", path=str(path), error=str(exc))
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(FileNotFoundError):
                         Path(f"{path}{suffix}").unlink()
-                index = RunIndex(bucket, path)
+                index = RunIndex(bucket, path, max_depth)
             index.on_close(lock.close)
             return index
         log.warning("run_index_in_use_elsewhere", path=str(path))
     scratch = tempfile.mkdtemp(prefix="pyoco-run-index-")
-    index = RunIndex(bucket, Path(scratch) / "runs-index.sqlite3")
+    index = RunIndex(bucket, Path(scratch) / "runs-index.sqlite3", max_depth)
     index.on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
     return index
 

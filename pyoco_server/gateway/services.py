@@ -34,7 +34,9 @@ class GatewayServices:
             name="pyoco-server:http",
             request_timeout=settings.http_nats_timeout_sec,
         )
-        self.index = open_index(settings.runs_kv_bucket, settings.index_dir)
+        self.index = open_index(
+            settings.runs_kv_bucket, settings.index_dir, settings.max_nesting_depth
+        )
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
