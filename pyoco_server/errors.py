@@ -31,6 +31,7 @@ ERROR_MESSAGES: dict[int, str] = {
     29: "dead letter cannot be redriven",
     30: "run lost: its worker stopped heartbeating or its job exhausted MaxDeliver",
     31: "worker id already in use by a live worker",
+    50: "a `pyoco_run_finished` plugin raised or ran longer than 60 s (the run is unaffected)",
 }
 
 
