@@ -153,6 +153,11 @@ class Settings:
     dlq_max_bytes: int = _setting("PYOCO_DLQ_MAX_BYTES", _POSITIVE_INT, 536870912)
     dlq_list_scan_max: int = _setting("PYOCO_DLQ_LIST_SCAN_MAX", _POSITIVE_INT, 10000)
     run_lost_after_sec: float = _setting("PYOCO_RUN_LOST_AFTER_SEC", _POSITIVE, 30.0)
+    run_retention_sec: float = _setting(
+        "PYOCO_RUN_RETENTION_SEC", _number_parser(float, 0), 604800.0
+    )
+    index_dir: str | None = _setting("PYOCO_INDEX_DIR", _optional_text_parser, None)
+    leases_kv_bucket: str = _setting("PYOCO_LEASES_KV_BUCKET", _NAME, "pyoco_leases")
     reconcile_interval_sec: float = _setting("PYOCO_RECONCILE_INTERVAL_SEC", _POSITIVE, 5.0)
     max_run_snapshot_bytes: int = _setting(
         "PYOCO_MAX_RUN_SNAPSHOT_BYTES", _number_parser(int, 1024), 262144

@@ -37,6 +37,7 @@ ERROR_MESSAGES: dict[int, str] = {
     43: "plugin wheel not found",
     44: "plugin wheel refused by the worker: signature or checksum",
     45: "plugin wheel could not be installed on the worker",
+    50: "a `pyoco_run_finished` plugin raised or ran longer than 60 s (the run is unaffected)",
 }
 
 

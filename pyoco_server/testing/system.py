@@ -189,7 +189,10 @@ class PyocoSystem:
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
             return True
-        workers = http.get("/workers").json()
+        response = http.get("/workers")
+        workers = response.json() if response.status_code == 200 else None
+        if not isinstance(workers, list):  # e.g. a 503 error body while NATS settles
+            return False
         return any(w.get("worker_id") == self.worker_id and w.get("alive") for w in workers)
 
     def stop(self) -> None:
