@@ -167,4 +167,3 @@ def pyoco_next_fire_time(spec: dict[str, Any], after: float) -> float | None:
     if (end is not None and nxt > float(end)) or nxt > LATEST:
         return math.inf
     return nxt
-

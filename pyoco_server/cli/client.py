@@ -25,9 +25,11 @@ from ..client import (
     WaitTimeout,
 )
 from ..model import COMPLETED, is_terminal
-from .client_io import UsageError, collect_params, print_json, print_table
-from .client_io import parse_param as parse_param  # re-exported: scripts import it from here
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .output import UsageError, print_json, print_table
+from .params import collect_params
+from .params import parse_param as parse_param  # re-exported: scripts import it from here
+from .plugins_registry import add_plugin_registry_commands
 from .schedules import add_schedule_commands
 
 EPILOG = """exit codes:
@@ -213,6 +215,14 @@ def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
     )
     if args.output == "table":
         print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
+    elif args.output == "plugins":  # 0.5.1: one row per synced plugin of each worker
+        rows = [
+            {"worker_id": w["worker_id"], "worker_state": w.get("state"), **plugin}
+            for w in workers
+            for plugin in w.get("plugins") or []
+        ]
+        columns = ["worker_id", "worker_state", "distribution", "version", "state", "reason"]
+        print_table(rows, [*columns, "active_version"])
     else:
         print_json(workers)
     return EXIT_OK
@@ -452,11 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", metavar="S[,S...]", help="only IDLE, RUNNING, STOPPED and/or DISCONNECTED"
     )
     workers.add_argument("--exclude-stopped", action="store_true", help="leave STOPPED workers out")
-    workers.add_argument("--output", choices=("json", "table"), default="json")
+    workers.add_argument(
+        "--output",
+        choices=("json", "table", "plugins"),
+        default="json",
+        help="plugins: one row per synced plugin of each worker (--plugin-sync)",
+    )
     workers.set_defaults(handler=cmd_workers)
 
     add_dlq_commands(commands)
     add_schedule_commands(commands)
+    add_plugin_registry_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
     metrics.set_defaults(handler=cmd_metrics)
@@ -494,6 +510,9 @@ ERROR_HINTS = {
     "ERR-PYOCO-0020": "this gateway does not offer that endpoint; is it an older version?",
     "ERR-PYOCO-0028": "list the entries with `pyoco-client dlq list`",
     "ERR-PYOCO-0029": "see the reason; `pyoco-client get RUN_ID` shows the run",
+    "ERR-PYOCO-0040": "use an API key with the operator role (api-key create --role operator)",
+    "ERR-PYOCO-0041": "bump the version; to go back, delete the newer wheel or pin",
+    "ERR-PYOCO-0043": "see the stored wheels with `pyoco-client plugins list`",
 }
 HINTS = {
     401: "pass --api-key or set PYOCO_API_KEY",

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..client import PyocoHttpClient
-from .client_io import UsageError, collect_params, print_json, print_table
 from .common import EXIT_OK
+from .output import UsageError, print_json, print_table
+from .params import collect_params
 
 TRIGGER_HELP = (
     "exactly one of --run-at, --interval-seconds or --cron; times are ISO 8601 with an offset "

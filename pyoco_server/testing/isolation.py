@@ -24,6 +24,7 @@ ISOLATED_FIELDS = (
     "idempotency_kv_bucket",
     "schedules_kv_bucket",
     "schedule_workflows_kv_bucket",
+    "leases_kv_bucket",
 )
 #: The DLQ stream size of test systems (the default is 512 MiB). JetStream reserves a stream's
 #: max_bytes against the server's storage limit (75 % of the free disk): with the default, a
@@ -45,6 +46,7 @@ def unique_names(suffix: str | None = None) -> dict[str, str]:
         "idempotency_kv_bucket": f"idem_{suffix}",
         "schedules_kv_bucket": f"sched_{suffix}",
         "schedule_workflows_kv_bucket": f"schedwf_{suffix}",
+        "leases_kv_bucket": f"leases_{suffix}",
     }
 
 

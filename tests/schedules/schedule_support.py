@@ -40,9 +40,7 @@ def create(system: PyocoSystem, headers: dict[str, str] | None = None, **body: A
 def runs_of(
     system: PyocoSystem, schedule_id: str, headers: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    return ok(
-        call(system, "GET", f"/runs?schedule_id={schedule_id}&limit=200", headers=headers)
-    )
+    return ok(call(system, "GET", f"/runs?schedule_id={schedule_id}&limit=200", headers=headers))
 
 
 def nominals(runs: list[dict[str, Any]]) -> list[float]:

@@ -63,6 +63,6 @@ def test_schedule_commands_end_to_end(pyoco_system_factory, tmp_path):
     assert json_of(client(gateway, "schedule", "get", sid))["counters"]["fired"] >= 3
     assert json_of(client(gateway, "schedule", "delete", sid))["deleted"] is True
     missing = client(gateway, "schedule", "get", sid)
-    assert missing.returncode == 1 and "ERR-PYOCO-0040" in missing.stderr
+    assert missing.returncode == 1 and "ERR-PYOCO-0046" in missing.stderr
     usage = client(gateway, "schedule", "create", "--flow-name", "x")
     assert usage.returncode == 2 and "exactly one of" in usage.stderr

@@ -55,9 +55,7 @@ def test_two_gateways_fire_every_slot_exactly_once_even_when_one_is_killed(
     total = sum(len(slots) for slots in expected.values())
 
     def missing() -> dict[str, list[float]]:
-        gaps = {
-            sid: sorted(set(expected[sid]) - set(nominals(runs_of(first, sid)))) for sid in ids
-        }
+        gaps = {sid: sorted(set(expected[sid]) - set(nominals(runs_of(first, sid)))) for sid in ids}
         return {sid: slots for sid, slots in gaps.items() if slots}
 
     deadline = time.monotonic() + SLOTS + 20
@@ -102,13 +100,9 @@ def test_a_run_created_without_its_job_gets_the_job_from_the_repair_pass(
     put_run(pyoco_nats_server.url, env, schedule_snapshot(job))
     assert job["run_id"] == run_id_for(sid, nominal)
     # The dispatcher finds the slot taken and does not publish; the repair pass does.
-    wait_for(
-        lambda: metric(system, "pyoco_schedule_slots_taken_total") >= 1, 10, "slot seen taken"
-    )
+    wait_for(lambda: metric(system, "pyoco_schedule_slots_taken_total") >= 1, 10, "slot seen taken")
     assert work_stream_messages(pyoco_nats_server.url, env) == 0
-    wait_for(
-        lambda: work_stream_messages(pyoco_nats_server.url, env) == 1, 20, "job repaired"
-    )
+    wait_for(lambda: work_stream_messages(pyoco_nats_server.url, env) == 1, 20, "job repaired")
     time.sleep(2.5)  # further repair passes publish nothing more
     assert work_stream_messages(pyoco_nats_server.url, env) == 1
     assert [run["run_id"] for run in runs_of(system, sid)] == [job["run_id"]]

@@ -136,9 +136,9 @@ def test_limits_unknown_schedules_and_bad_edits(validation_gateway):
     first = create(gateway, cron="0 9 * * *", timezone="Asia/Tokyo")
     create(gateway, interval_seconds=3600)
     refused = call(gateway, "POST", "/schedules", json={"flow_name": "f", "interval_seconds": 60})
-    assert refused.status_code == 409 and refused.json()["err_id"] == "ERR-PYOCO-0041"
+    assert refused.status_code == 409 and refused.json()["err_id"] == "ERR-PYOCO-0047"
     missing = call(gateway, "GET", "/schedules/nope")
-    assert missing.status_code == 404 and missing.json()["err_id"] == "ERR-PYOCO-0040"
+    assert missing.status_code == 404 and missing.json()["err_id"] == "ERR-PYOCO-0046"
     for method, path, body in (
         ("PATCH", f"/schedules/{first}", {"cron": "* * * * *"}),
         ("PATCH", f"/schedules/{first}", {"paused": "yes"}),

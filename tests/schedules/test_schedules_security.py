@@ -145,7 +145,7 @@ def test_tenants_never_see_each_others_schedules_and_a_revoked_key_stops_firing(
     ):
         response = call(gateway, method, path, json=body, headers=b)
         assert response.status_code == 404, (method, path, response.text)
-        assert response.json()["err_id"] == "ERR-PYOCO-0040"
+        assert response.json()["err_id"] == "ERR-PYOCO-0046"
     assert runs_of(gateway, sid, b) == []
     run = runs_of(gateway, sid, a)[0]
     assert call(gateway, "GET", f"/runs/{run['run_id']}", headers=b).status_code == 404

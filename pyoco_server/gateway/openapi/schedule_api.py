@@ -132,9 +132,9 @@ def paths() -> dict[str, Any]:
     """This area's path items."""
     error = ref("schemas", "Error")
     schedule = ref("schemas", "Schedule")
-    not_found = json_response(error, "no such schedule (or another tenant's): ERR-PYOCO-0040")
+    not_found = json_response(error, "no such schedule (or another tenant's): ERR-PYOCO-0046")
     limit_reached = json_response(
-        error, "the tenant has PYOCO_SCHEDULES_MAX_PER_TENANT schedules: ERR-PYOCO-0041"
+        error, "the tenant has PYOCO_SCHEDULES_MAX_PER_TENANT schedules: ERR-PYOCO-0047"
     )
     schedule_id = {
         "name": "schedule_id",

@@ -20,7 +20,7 @@ from .view import NEXT_FIRE_TIMES
 log = get_logger(__name__)
 
 #: Error number of a refused creation because the tenant has too many schedules.
-SCHEDULE_LIMIT = 41
+SCHEDULE_LIMIT = 47
 
 
 def build_definition(

@@ -43,8 +43,8 @@ log = get_logger(__name__)
 
 #: Published run ids remembered for the repair pass (about 10 minutes at 200 firings/s).
 MAX_REMEMBERED_PUBLISHED = 120_000
-#: Error number of a slot refused at firing time (ERR-PYOCO-0042, logged).
-FIRING_REFUSED = 42
+#: Error number of a slot refused at firing time (ERR-PYOCO-0048, logged).
+FIRING_REFUSED = 48
 
 FIRED = "fired"
 TAKEN = "taken"

@@ -68,11 +68,11 @@ class Repair:
 
     async def repair_once(self) -> list[str]:
         """One pass; returns the run ids whose job was published again."""
-        index = await self.services.fresh_index()
+        pending = await self.services.query_index("with_status", PENDING)
         now = time.time()
         published: list[str] = []
         empty_subjects: dict[str, bool] = {}
-        for summary in index.with_status(PENDING):
+        for summary in pending:
             run_id = summary["run_id"]
             if not summary.get("schedule_id") or run_id in self._handled:
                 continue

@@ -36,7 +36,7 @@ from .timing import TriggerError, fire_times
 from .view import schedule_view
 
 #: Error number of an unknown (or another tenant's) schedule.
-SCHEDULE_NOT_FOUND = 40
+SCHEDULE_NOT_FOUND = 46
 #: Schedule ids are uuid4 hex texts (anything else is a 404 without a KV lookup).
 SCHEDULE_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 #: Most slots one backfill request may create.
@@ -329,8 +329,9 @@ class ScheduleRunsResource:
         caller = caller_of(req)
         store = await self.schedules.store()
         await visible_definition(store, caller, schedule_id)
-        index = await self.services.fresh_index()
-        page = index.select_page(caller.tenant_id, schedule_id=schedule_id, limit=int(limit))
+        page = await self.services.query_index(
+            "select_page", caller.tenant_id, schedule_id=schedule_id, limit=int(limit)
+        )
         resp.media = page.runs
 
 

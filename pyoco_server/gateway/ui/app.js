@@ -5,12 +5,14 @@ import { currentKey, forgetKey, keyId, onKeyChange } from "./auth.js";
 import { fill } from "./dom.js";
 import { mountPlugins } from "./plugins.js";
 import { mountQueues } from "./queues.js";
+import { TEXT as REGISTRY_TEXT, mountRegistry } from "./registry.js";
 import { mountRun } from "./run-detail.js";
 import { mountRuns } from "./runs.js";
 import { mountSchedules } from "./schedules.js";
 import { mountWorkers } from "./workers.js";
 
-// Routes: #/runs?filters, #/runs/<run id>, #/schedules, #/workers, #/queues, #/plugins.
+// Routes: #/runs?filters, #/runs/<run id>, #/schedules, #/workers, #/queues, #/plugins,
+// #/registry.
 const ROUTES = [
   { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "Run", mount: mountRun },
   { pattern: /^\/runs$/, nav: "runs", title: "Runs", mount: mountRuns },
@@ -18,6 +20,7 @@ const ROUTES = [
   { pattern: /^\/workers$/, nav: "workers", title: "Workers", mount: mountWorkers },
   { pattern: /^\/queues$/, nav: "queues", title: "Queues & DLQ", mount: mountQueues },
   { pattern: /^\/plugins$/, nav: "plugins", title: "Plugins", mount: mountPlugins },
+  { pattern: /^\/registry$/, nav: "registry", title: REGISTRY_TEXT.title, mount: mountRegistry },
 ];
 
 let current = null;
