@@ -23,9 +23,9 @@ from .consumer import Delivery, Slots, TagPuller
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
 from .pool import ExecutionPool
-from .record import STOPPED, ClaimLost, WorkerRecord
+from .registration import STOPPED, ClaimLost, WorkerRecord
+from .run_writer import WorkerRunStore
 from .runner import JobRunner
-from .store import WorkerRunStore
 
 log = get_logger(__name__)
 

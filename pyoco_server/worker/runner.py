@@ -25,9 +25,9 @@ from .dispositions import Disposer
 from .heartbeats import ActiveRun, Heartbeats
 from .pool import ExecutionPool, RunExecution
 from .protocol import Outcome
-from .record import WorkerRecord
+from .registration import WorkerRecord
+from .run_writer import WorkerRunStore
 from .snapshots import Claim, Finish
-from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
