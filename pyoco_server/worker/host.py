@@ -19,9 +19,10 @@ from ..log import get_logger
 from ..nats_client import NatsConnection
 from ..runs import RunStore
 from .child import settings_to_wire
-from .consumer import Delivery, Slots, TagPuller
+from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
+from .picker import JobPicker
 from .pool import ExecutionPool
 from .registration import STOPPED, ClaimLost, WorkerRecord
 from .run_writer import WorkerRunStore
@@ -161,6 +162,9 @@ class WorkerHost:
             await self.pool.start()  # a bad --flow-resolver fails here, before NATS
             if not await self._wait_for_nats():
                 return 0
+            # Every tag's consumer exists before the worker shows in /workers.
+            picker = self._picker(size)
+            await picker.open()
             # A second process with this worker id stops here (ERR-PYOCO-0031, exit 1).
             await self.record.claim(await self._workers_kv(), self.settings.workers_kv_ttl_sec)
             runs_kv = await self.nats.kv(self.settings.runs_kv_bucket)
@@ -189,7 +193,7 @@ class WorkerHost:
                     )
                 ),
             ]
-            pullers = self._start_pullers(size)
+            pullers = {loop.create_task(picker.run())}
             log.info(
                 "worker_started",
                 worker_id=self.options.worker_id,
@@ -220,40 +224,28 @@ class WorkerHost:
     async def _workers_kv(self) -> Any:
         return await self.nats.kv(self.settings.workers_kv_bucket)
 
-    def _start_pullers(self, size: int) -> set[asyncio.Task[None]]:
-        slots = Slots(size)
-        share = len(self.options.tags)
-        poll = (
-            self.options.poll_timeout_sec
-            if share == 1
-            else min(self.options.poll_timeout_sec, 0.25)
-        )
+    def _picker(self, size: int) -> JobPicker:
+        picker: JobPicker
 
         def dispatch(delivery: Delivery) -> None:
             assert self.runner is not None
             task = asyncio.get_running_loop().create_task(self.runner.handle(delivery))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
-            task.add_done_callback(lambda _: slots.release())
+            task.add_done_callback(lambda _: picker.release())
             if self.options.run_once:
                 self._stop_pulling.set()
 
-        loop = asyncio.get_running_loop()
-        return {
-            loop.create_task(
-                TagPuller(
-                    self.nats,
-                    self.settings,
-                    tag,
-                    slots,
-                    dispatch,
-                    self._stop_pulling,
-                    share=share,
-                    poll_timeout=poll,
-                ).run()
-            )
-            for tag in self.options.tags
-        }
+        picker = JobPicker(
+            self.nats,
+            self.settings,
+            self.options.tags,
+            size,
+            dispatch,
+            self._stop_pulling,
+            recheck_sec=self.options.poll_timeout_sec,
+        )
+        return picker
 
     async def _run_once(self, pullers: set[asyncio.Task[None]]) -> None:
         """Take at most one job (waiting up to the poll timeout), run it, then stop."""
