@@ -1,4 +1,4 @@
-"""Error identifiers (contract §9) and the exception types that carry them."""
+"""Error identifiers (listed in docs/error-ids.md) and the exception types that carry them."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ ERROR_MESSAGES: dict[int, str] = {
     29: "dead letter cannot be redriven",
     30: "run lost: its worker stopped heartbeating or its job exhausted MaxDeliver",
     31: "worker id already in use by a live worker",
+    50: "a `pyoco_run_finished` plugin raised or ran longer than 60 s (the run is unaffected)",
 }
 
 

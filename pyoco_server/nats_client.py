@@ -1,4 +1,5 @@
-"""Connecting to NATS and creating the JetStream resources pyoco-server uses (contract §4)."""
+"""Connecting to NATS and creating the JetStream resources pyoco-server uses
+(docs/nats-resources.md)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ def kv_configs(settings: Settings) -> list[KeyValueConfig]:
             replicas=replicas,
         ),
         KeyValueConfig(bucket=settings.auth_kv_bucket, history=1, replicas=replicas),
+        KeyValueConfig(bucket=settings.leases_kv_bucket, history=1, replicas=replicas),
         KeyValueConfig(
             bucket=settings.idempotency_kv_bucket,
             history=1,

@@ -57,15 +57,15 @@ class RunsResource:
         settings = self.services.settings
         key = idempotency_key(req)
         raw = await read_body(req, settings.http_max_body_bytes)
-        request = run_request_from_json(parse_json(req, raw), settings)
+        request = run_request_from_json(parse_json(req, raw, settings.max_nesting_depth), settings)
         submitted = await submit_run(self.services, caller_of(req), request, idempotency_key=key)
         _respond_submitted(resp, submitted)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         query = list_query(req)
         caller = caller_of(req)
-        index = await self.services.fresh_index()
-        page = index.select_page(
+        page = await self.services.query_index(
+            "select_page",
             caller.tenant_id,
             status=query.status,
             flow=query.flow,
@@ -106,8 +106,7 @@ class RunCountsResource:
         self.services = services
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        index = await self.services.fresh_index()
-        counts = index.status_counts(caller_of(req).tenant_id)
+        counts = await self.services.query_index("status_counts", caller_of(req).tenant_id)
         resp.media = {"total": sum(counts.values()), "by_status": counts}
 
 
