@@ -165,7 +165,13 @@ class JobPicker:
         recent = loop.time() - self._woken_at.get(tag, float("-inf")) < WAKE_RACE_SEC
         if recent and attempt < len(WAKE_RETRY_DELAYS_SEC):
             self._retries[tag] = attempt + 1
-            loop.call_later(WAKE_RETRY_DELAYS_SEC[attempt], self.mark_ready, tag)
+            loop.call_later(WAKE_RETRY_DELAYS_SEC[attempt], self._retry_first, tag)
+
+    def _retry_first(self, tag: str) -> None:
+        """Put ``tag`` back at the head of the line: its turn was taken by the race."""
+        if tag not in self._ready:
+            self._ready = {tag: None, **self._ready}
+            self._changed.set()
 
     async def _wait(self, timeout: float) -> None:
         """Until a slot frees, a tag wakes up, ``stop`` is set or ``timeout`` passes."""
