@@ -106,6 +106,8 @@ def kv_configs(settings: Settings) -> list[KeyValueConfig]:
             ttl=settings.idempotency_ttl_sec,
             replicas=replicas,
         ),
+        KeyValueConfig(bucket=settings.plugin_registry_kv_bucket, history=1, replicas=replicas),
+        KeyValueConfig(bucket=settings.wheel_history_kv_bucket, history=1, replicas=replicas),
     ]
 
 

@@ -14,6 +14,7 @@ from .background import BackgroundLoops
 from .dashboard import install_dashboard
 from .error_responses import install_error_handling
 from .media import install_json_responses
+from .plugin_registry.routes import install_plugin_registry
 from .reconciler import Reconciler
 from .resources.dlq import (
     DlqBulkRedriveResource,
@@ -140,5 +141,6 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services, watchers))
     app.add_route("/openapi.json", OpenApiResource())
+    install_plugin_registry(app, services)
     install_dashboard(app, settings)
     return app

@@ -23,6 +23,7 @@ from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
 from .picker import JobPicker
+from .plugin_sync.service import PluginSyncOptions, PluginSyncService
 from .pool import ExecutionPool
 from .registration import STOPPED, ClaimLost, WorkerRecord
 from .run_writer import WorkerRunStore
@@ -70,6 +71,7 @@ class WorkerOptions:
     run_once: bool = False
     poll_timeout_sec: float = 1.0
     work_dir: str | None = None
+    plugin_sync: PluginSyncOptions | None = None
 
 
 class WorkerHost:
@@ -85,8 +87,17 @@ class WorkerHost:
         self.options = options
         self.pm = pm
         self.nats = NatsConnection(settings, name=f"pyoco-worker:{options.worker_id}")
+        self.plugin_sync: PluginSyncService | None = None
+        if options.plugin_sync is not None:
+            self.plugin_sync = PluginSyncService(
+                settings, options.plugin_sync, options.worker_id, options.tags, self._wake_record
+            )
         self.record = WorkerRecord(
-            options.worker_id, options.tags, options.concurrency, self._execution_pids
+            options.worker_id,
+            options.tags,
+            options.concurrency,
+            self._execution_pids,
+            self.plugin_sync.record_fields if self.plugin_sync else None,
         )
         self._stop_pulling = asyncio.Event()
         self._shutdown = asyncio.Event()
@@ -134,13 +145,18 @@ class WorkerHost:
 
     def _pool_config(self, work_dir: str) -> dict[str, Any]:
         plugins = self.options.plugins
-        return {
+        config = {
             "settings": settings_to_wire(self.settings),
             "plugins": {"allow": plugins.allow, "disable": plugins.disable, "also": plugins.also},
             "flow_resolver": self.options.flow_resolver,
             "work_dir": work_dir,
             "worker_id": self.options.worker_id,
         }
+        return self.plugin_sync.pool_config(config) if self.plugin_sync else config
+
+    def _wake_record(self) -> None:
+        if hasattr(self, "record"):
+            self.record.wake()
 
     async def _wait_for_nats(self) -> bool:
         await self.nats.start()
@@ -193,6 +209,10 @@ class WorkerHost:
                     )
                 ),
             ]
+            if self.plugin_sync is not None:
+                loops.append(
+                    loop.create_task(self.plugin_sync.run(self.nats, self._stop_loops, self.pool))
+                )
             pullers = {loop.create_task(picker.run())}
             log.info(
                 "worker_started",
