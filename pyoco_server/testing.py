@@ -148,6 +148,7 @@ def isolation_env(suffix: str | None = None) -> dict[str, str]:
         "PYOCO_DLQ_SUBJECT_PREFIX": f"t{suffix}.dlq",
         "PYOCO_RUNS_KV_BUCKET": f"runs_{suffix}",
         "PYOCO_WORKERS_KV_BUCKET": f"workers_{suffix}",
+        "PYOCO_WORKER_FLAGS_KV_BUCKET": f"wflags_{suffix}",
         "PYOCO_AUTH_KV_BUCKET": f"auth_{suffix}",
         "PYOCO_IDEMPOTENCY_KV_BUCKET": f"idem_{suffix}",
     }
@@ -281,8 +282,10 @@ class PyocoSystem:
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
             return True
-        workers = http.get("/workers").json()
-        return any(w.get("worker_id") == self.worker_id and w.get("alive") for w in workers)
+        workers = http.get("/workers", params={"scope": "all", "include_hidden": "true"}).json()
+        return isinstance(workers, list) and any(
+            w.get("worker_id") == self.worker_id and w.get("alive") for w in workers
+        )
 
     def stop(self) -> None:
         """Stop the worker, then the gateway (SIGTERM, SIGKILL after a timeout)."""

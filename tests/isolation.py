@@ -24,6 +24,7 @@ def isolated_settings(url: str, **overrides: object) -> Settings:
         "dlq_subject_prefix": f"t{suffix}.dlq",
         "runs_kv_bucket": f"runs_{suffix}",
         "workers_kv_bucket": f"workers_{suffix}",
+        "worker_flags_kv_bucket": f"wflags_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
         # JetStream reserves a stream's max_bytes against the server's storage limit (75 % of

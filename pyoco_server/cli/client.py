@@ -227,18 +227,6 @@ def cmd_cancel(client: PyocoHttpClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
-    states = [item.strip() for item in (args.state or "").split(",") if item.strip()]
-    workers = client.list_workers(
-        state=states or None, include_stopped=False if args.exclude_stopped else None
-    )
-    if args.output == "table":
-        print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
-    else:
-        print_json(workers)
-    return EXIT_OK
-
-
 DLQ_COLUMNS = ["seq", "timestamp", "reason", "run_id", "flow_name", "tag", "num_delivered", "error"]
 #: Longest error shown in a ``dlq list --output table`` cell.
 TABLE_ERROR_CHARS = 60
@@ -431,14 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--timeout", type=float, help="with --wait: give up after N seconds")
     cancel.set_defaults(handler=cmd_cancel)
 
-    workers = commands.add_parser("workers", help="worker hosts and their states")
-    workers.add_argument(
-        "--state", metavar="S[,S...]", help="only IDLE, RUNNING, STOPPED and/or DISCONNECTED"
-    )
-    workers.add_argument("--exclude-stopped", action="store_true", help="leave STOPPED workers out")
-    workers.add_argument("--output", choices=("json", "table"), default="json")
-    workers.set_defaults(handler=cmd_workers)
+    # imported here: those modules use this module's printers
+    from .client_listings import add_list_vnext_command, add_workers_command
 
+    add_list_vnext_command(commands)
+    add_workers_command(commands)
     add_dlq_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")

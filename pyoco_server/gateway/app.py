@@ -32,9 +32,9 @@ from .resources.system import (
     OpenApiResource,
     PluginsResource,
     ReadyResource,
-    WorkersResource,
 )
 from .services import GatewayServices
+from .worker_visibility.resources import WorkerResource, WorkersResource
 
 
 class Lifespan:
@@ -88,6 +88,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
     app.add_route("/runs/{run_id}/watch", RunWatchResource(services))
     app.add_route("/workers", WorkersResource(services))
+    app.add_route("/workers/{worker_id}", WorkerResource(services))
     app.add_route("/dlq", DlqResource(services))
     app.add_route("/dlq/redrive", DlqBulkRedriveResource(services))
     app.add_route("/dlq/{seq}", DlqEntryResource(services))

@@ -46,6 +46,7 @@ from ..log import get_logger
 from ..model import RUN_STATUSES
 from ..nats_client import NatsConnection
 from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
+from .run_delta.order import UpdatedOrder
 
 log = get_logger(__name__)
 
@@ -63,6 +64,7 @@ SUMMARY_FIELDS = (
     "submitted_at",
     "start_time",
     "end_time",
+    "workflow_yaml_sha256",
 )
 #: Longest ``error`` text kept in a summary; the full text is in ``GET /runs/{id}``.
 SUMMARY_ERROR_CHARS = 1024
@@ -109,6 +111,8 @@ class RunIndex:
         self._counts: Counter[str] = Counter()
         self._tenant_counts: dict[str | None, Counter[str]] = {}
         self._by_status: dict[str, set[str]] = {}
+        #: The same runs by ``updated_at`` (delta listings, runs updated today).
+        self.updated = UpdatedOrder()
         self.applied_seq = 0
         self.loaded = False
 
@@ -147,6 +151,7 @@ class RunIndex:
         self._counts[summary["status"]] += 1
         self._tenant_counts.setdefault(tenant, Counter())[summary["status"]] += 1
         self._by_status.setdefault(summary["status"], set()).add(run_id)
+        self.updated.add(run_id, tenant, summary)
 
     def _remove(self, run_id: str) -> None:
         summary = self._runs.pop(run_id, None)
@@ -154,6 +159,7 @@ class RunIndex:
             return
         seq = self._seq_of.pop(run_id)
         tenant = self._tenant_of.pop(run_id)
+        self.updated.discard(run_id, tenant, summary)
         del self._order[seq]
         if tenant is not None:
             runs = self._by_tenant[tenant]
@@ -195,23 +201,38 @@ class RunIndex:
         containing it (case-insensitive). ``cursor`` (a previous page's ``next_cursor``)
         continues after that page: only runs whose latest write is older are listed.
         """
-        needle = q.lower() if q else None
         found: list[dict[str, Any]] = []
         last_seq: int | None = None
         for seq, summary in self._newest_first(tenant_id, cursor):
-            if status is not None and summary["status"] != status:
-                continue
-            if flow is not None and summary["flow_name"] != flow:
-                continue
-            if tag is not None and summary["tag"] != tag and tag not in (summary["tags"] or ()):
-                continue
-            if needle is not None and needle not in summary["run_id"].lower():
+            if not self.matches(summary, status=status, flow=flow, tag=tag, q=q):
                 continue
             found.append(dict(summary))
             last_seq = seq
             if len(found) >= limit:
                 return RunPage(found, last_seq)
         return RunPage(found, None)
+
+    @staticmethod
+    def matches(
+        summary: dict[str, Any],
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        tag: str | None = None,
+        q: str | None = None,
+    ) -> bool:
+        """Whether a summary passes the listing filters (see :meth:`select_page`)."""
+        if status is not None and summary["status"] != status:
+            return False
+        if flow is not None and summary["flow_name"] != flow:
+            return False
+        if tag is not None and summary["tag"] != tag and tag not in (summary["tags"] or ()):
+            return False
+        return q is None or q.lower() in summary["run_id"].lower()
+
+    def summary_of(self, run_id: str) -> dict[str, Any] | None:
+        """The stored summary of a run (not a copy), or ``None``."""
+        return self._runs.get(run_id)
 
     def select(self, tenant_id: str | None, **filters: Any) -> list[dict[str, Any]]:
         """The summaries of :meth:`select_page` (same arguments), without the cursor."""
