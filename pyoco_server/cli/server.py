@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..config import DASHBOARD_LANGS
 from ..log import configure_logging, get_logger
 from .common import (
     EXIT_INTERRUPTED,
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--flow-resolver of that worker (module:func or path/file.py:func)",
     )
 
+    up.add_argument(
+        "--dashboard-lang",
+        choices=DASHBOARD_LANGS,
+        help="language of the dashboard at / : auto follows the browser, ja or en "
+        "[PYOCO_DASHBOARD_LANG or auto]",
+    )
+
     plugins = commands.add_parser(
         "plugins",
         help="list the plugins that would load",
@@ -118,7 +126,10 @@ def _up(args: argparse.Namespace) -> int:
     from ..gateway.app import create_app
     from ..gateway.server import GRACEFUL_SHUTDOWN_SEC, GatewayServer
 
-    settings = load_settings({"nats_url": args.nats_url}, {"nats_url": "--nats-url"})
+    settings = load_settings(
+        {"nats_url": args.nats_url, "dashboard_lang": args.dashboard_lang},
+        {"nats_url": "--nats-url", "dashboard_lang": "--dashboard-lang"},
+    )
     configure_logging(settings, "pyoco-server:http")
     log = get_logger("pyoco_server.cli.server")
     pm = make_plugin_manager(args, settings)
