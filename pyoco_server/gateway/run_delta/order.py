@@ -37,6 +37,14 @@ def local_day(epoch: float) -> tuple[int, int, int]:
     return parts.tm_year, parts.tm_mon, parts.tm_mday
 
 
+#: Local midnight and daylight-saving changes fall on quarter hours in every time zone, so all
+#: instants of one quarter hour share a local day: :class:`UpdatedOrder` caches days per
+#: quarter hour instead of converting every write's timestamp.
+QUARTER_HOUR_SEC = 900
+#: Quarter hours remembered before the cache starts again (about 100 days' worth).
+DAY_CACHE_ENTRIES = 10_000
+
+
 class UpdatedOrder:
     """Runs ordered by ``(updated_at, run_id)`` — overall and per tenant — and counts of all
     runs by local day of ``updated_at`` and status."""
@@ -46,6 +54,16 @@ class UpdatedOrder:
         self._all: SortedList = SortedList()
         self._by_tenant: dict[str, SortedList] = {}
         self._days: dict[tuple[int, int, int], Counter[str]] = {}
+        self._day_cache: dict[int, tuple[int, int, int]] = {}
+
+    def _day(self, epoch: float) -> tuple[int, int, int]:
+        quarter = int(epoch // QUARTER_HOUR_SEC)
+        day = self._day_cache.get(quarter)
+        if day is None:
+            if len(self._day_cache) >= DAY_CACHE_ENTRIES:
+                self._day_cache.clear()
+            day = self._day_cache[quarter] = self._day_of(quarter * QUARTER_HOUR_SEC)
+        return day
 
     def add(self, run_id: str, tenant_id: str | None, summary: dict[str, Any]) -> None:
         """Record a run's (new) summary; call :meth:`discard` for its old one first."""
@@ -53,7 +71,11 @@ class UpdatedOrder:
         self._all.add(key)
         if tenant_id is not None:
             self._by_tenant.setdefault(tenant_id, SortedList()).add(key)
-        self._days.setdefault(self._day_of(key[0]), Counter())[summary.get("status") or ""] += 1
+        day = self._day(key[0])
+        counts = self._days.get(day)
+        if counts is None:
+            counts = self._days[day] = Counter()
+        counts[summary.get("status") or ""] += 1
 
     def discard(self, run_id: str, tenant_id: str | None, summary: dict[str, Any]) -> None:
         """Forget the summary recorded by :meth:`add` (same arguments)."""
@@ -65,7 +87,7 @@ class UpdatedOrder:
                 keys.discard(key)
                 if not keys:
                     del self._by_tenant[tenant_id]
-        day = self._day_of(key[0])
+        day = self._day(key[0])
         counts = self._days.get(day)
         if counts is not None:
             counts[summary.get("status") or ""] -= 1
