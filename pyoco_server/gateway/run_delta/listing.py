@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import falcon.asgi
 
-from ..errors import invalid
+from ..error_responses import invalid
 from .cursor import InvalidCursor, decode_cursor, encode_cursor
 from .order import UpdatedKey
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import falcon.asgi
 
-from ..errors import invalid
+from ..error_responses import invalid
 from ..validation import flag
 from ..workers import IDLE, RUNNING, STOPPED, WORKER_STATES
 

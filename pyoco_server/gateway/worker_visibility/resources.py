@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from ..errors import ApiError, invalid
+from ..error_responses import ApiError, invalid
 from ..media import parse_json, read_body
 from ..services import GatewayServices
 from ..workers import get_worker, list_workers
