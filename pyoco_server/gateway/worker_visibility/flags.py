@@ -15,6 +15,8 @@ import json
 import time
 from typing import Any
 
+from nats.js.errors import NotFoundError
+
 from ...config import Settings
 from ...stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
 
@@ -23,7 +25,10 @@ async def hidden_workers(js: Any, settings: Settings) -> dict[str, float]:
     """The hidden workers' ids with the time they were hidden (one read of the bucket's
     stream, O(hidden workers))."""
     bucket = settings.worker_flags_kv_bucket
-    info = await js.stream_info(kv_stream_name(bucket))
+    try:
+        info = await js.stream_info(kv_stream_name(bucket))
+    except NotFoundError:  # the bucket was removed: nothing is hidden until it is back
+        return {}
     if not info.state.messages:
         return {}
     prefix = kv_subject_prefix(bucket)
