@@ -20,6 +20,7 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
         settings.dlq_stream,
         settings.runs_kv_bucket,
         settings.workers_kv_bucket,
+        settings.worker_flags_kv_bucket,
         settings.auth_kv_bucket,
         settings.idempotency_kv_bucket,
     }

@@ -26,7 +26,9 @@ from ..client import (
     WaitTimeout,
 )
 from ..model import COMPLETED, is_terminal
+from .client_listings import add_list_vnext_command, add_workers_command
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .output import print_json, print_table
 
 EPILOG = """exit codes:
   0    success (with --wait: the run COMPLETED)
@@ -80,31 +82,6 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
         key, value = parse_param(item)
         params[key] = value
     return params
-
-
-def print_json(document: Any, out: TextIO | None = None) -> None:
-    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
-    out.write(json.dumps(document, ensure_ascii=False) + "\n")
-    out.flush()
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO | None = None):
-    out = out or sys.stdout
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    header = [column.upper() for column in columns]
-    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
-    for line in [header, *cells]:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() + "\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value > 1e9:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 class Progress:
@@ -418,9 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--wait", action="store_true", help="wait until the run is terminal")
     cancel.add_argument("--timeout", type=float, help="with --wait: give up after N seconds")
     cancel.set_defaults(handler=cmd_cancel)
-
-    # imported here: those modules use this module's printers
-    from .client_listings import add_list_vnext_command, add_workers_command
 
     add_list_vnext_command(commands)
     add_workers_command(commands)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..client import PyocoHttpClient
 from .common import EXIT_OK
+from .output import print_json, print_table
 
 RUN_COLUMNS = ["run_id", "status", "flow_name", "tag", "worker_id", "updated_at"]
 WORKER_COLUMNS = ["worker_id", "state", "tags", "current_run_id", "heartbeat_at", "hidden"]
@@ -36,8 +37,6 @@ def _bounded_int(low: int, high: int):
 
 
 def cmd_list_vnext(client: PyocoHttpClient, args: argparse.Namespace) -> int:
-    from .client import print_json, print_table
-
     page = client.list_runs_delta(
         status=args.status,
         flow=args.flow,
@@ -120,8 +119,6 @@ def _plugin_rows(workers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], b
 
 
 def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
-    from .client import print_json, print_table
-
     workers = client.list_workers(
         state=_states(args.state) or None,
         include_stopped=False if args.exclude_stopped else None,
