@@ -167,6 +167,10 @@ WORDS = {
         "option_failed": "失敗",
         "plugins_intro": "このゲートウェイが起動時に読み込んだプラグインです。",
         "slots": " · 2 スロット",
+        "fact_flow": "フロー",
+        "no_task": "まだ開始したタスクはありません。",
+        "queues": "キューとデッドレター",
+        "no_dead_letters": "デッドレターはありません。",
     },
     "en": {
         "runs": "Runs",
@@ -182,6 +186,10 @@ WORDS = {
         "option_failed": "FAILED",
         "plugins_intro": "Plugins this gateway loaded at start-up.",
         "slots": " · 2 slots",
+        "fact_flow": "Flow",
+        "no_task": "No task has started yet.",
+        "queues": "Queues & dead letters",
+        "no_dead_letters": "No dead letters.",
     },
 }
 
@@ -210,6 +218,16 @@ def test_views_speak_the_configured_language(browser, systems, console_clean, la
         page.js("return document.querySelector('[data-status=PENDING] .badge').dataset.value")
         == "PENDING"
     )
+    page.screenshot(f"runs-{lang}")
+
+    page.open(f"/runs/{run_id}")
+    page.wait(lambda: page.text('[data-role="timeline"]') == words["no_task"], "the run page")
+    assert page.text('[data-role="facts"] dt') == words["fact_flow"]
+    assert page.text('[data-role="status-badge"]') == words["pending"]
+
+    page.open("/queues")
+    page.wait(lambda: page.text('[data-role="dlq-status"]') == words["no_dead_letters"], "the DLQ")
+    assert page.text("#view-title") == words["queues"]
 
     page.open(f"/runs?flow=nothing-{uuid.uuid4().hex[:6]}")
     page.wait(lambda: page.text('[data-role="status"]') == words["no_match"], "the empty state")
@@ -220,7 +238,6 @@ def test_views_speak_the_configured_language(browser, systems, console_clean, la
 
     page.open("/plugins")
     assert page.text(".intro").startswith(words["plugins_intro"])
-    page.screenshot(f"runs-{lang}")
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])
