@@ -525,3 +525,28 @@ def test_runs_today_follow_a_run_across_days_and_deletes():
     index.apply([StreamRecord(4, "$KV.runs_unit.b", b"", "DEL")])
     assert index.updated.updated_on(day1) == {}
     assert index.updated.updated_on((2026, 1, 3)) == {}
+
+
+def test_a_cursor_continues_on_another_gateway_and_after_a_restart(pyoco_system_factory):
+    """Cursors name a position in the data, not in one process: a page from one gateway
+    continues on another gateway of the same system, and on a restarted one."""
+    first = pyoco_system_factory(worker=False)
+    second = pyoco_system_factory(worker=False, env=first.env)
+    flow = unique_flow()
+    with httpx.Client(base_url=first.url, timeout=10) as http:
+        runs = [
+            http.post("/runs", json={"flow_name": flow, "tag": "nowhere"}).json()["run_id"]
+            for _ in range(4)
+        ]
+        page = http.get("/runs", params={"flow": flow, "updated_after": 0, "limit": 2}).json()
+    assert [r["run_id"] for r in page["items"]] == [runs[3], runs[2]]
+    with httpx.Client(base_url=second.url, timeout=10) as http:
+        rest = http.get("/runs", params={"flow": flow, "cursor": page["next_cursor"]}).json()
+    assert [r["run_id"] for r in rest["items"]] == [runs[1], runs[0]]
+    assert rest["next_cursor"] is None
+
+    first.stop()
+    again = pyoco_system_factory(worker=False, env=first.env)
+    with httpx.Client(base_url=again.url, timeout=10) as http:
+        rest = http.get("/runs", params={"flow": flow, "cursor": page["next_cursor"]}).json()
+    assert [r["run_id"] for r in rest["items"]] == [runs[1], runs[0]]
