@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -310,3 +313,50 @@ def test_auto_follows_the_browsers_languages(browser, systems, console_clean, ac
                 "acceptLanguage": "en-US",
             },
         )
+
+
+def test_japanese_sign_in_and_hiding_a_worker_with_an_api_key(
+    browser, pyoco_system_factory, console_clean
+):
+    """With authentication on, the key prompt speaks Japanese and the hide button sends the
+    key (PATCH is a protected, mutating endpoint)."""
+    pepper = "dashboard-lang-pepper-0123456789"
+    system = pyoco_system_factory(
+        worker=False,
+        env={
+            "PYOCO_DASHBOARD_LANG": "ja",
+            "PYOCO_HTTP_AUTH_MODE": "api_key",
+            "PYOCO_AUTH_PEPPER": pepper,
+        },
+    )
+    admin_env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+    admin_env.update(system.env, PYOCO_NATS_URL=system.nats_url)
+    created = subprocess.run(
+        [sys.executable, "-m", "pyoco_server.cli.admin", "api-key", "create", "--tenant", "ops"],
+        capture_output=True,
+        text=True,
+        env=admin_env,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["api_key"]
+    worker_id = f"w-auth-{uuid.uuid4().hex[:6]}"
+    put_worker(system, worker_id)
+
+    page = open_page(browser, system)
+    page.open("/workers")
+    page.wait(lambda: page.js("return document.getElementById('auth-dialog').open"), "prompt")
+    assert page.text("#auth-title") == "API キーが必要です"
+    page.driver.find_element("id", "auth-key").send_keys(key)
+    page.click('#auth-form button[type="submit"]')
+    page.wait(lambda: worker_id in page.row_keys("workers"), "the worker")
+    page.click(f'tr[data-key="{worker_id}"] button[data-action="hide"]')
+    page.wait(lambda: worker_id not in page.row_keys("workers"), "the worker hidden")
+    listed = httpx.get(
+        system.url + "/workers",
+        params={"include_hidden": "true"},
+        headers={"X-API-Key": key},
+        timeout=10,
+    ).json()
+    assert [w["hidden"] for w in listed if w["worker_id"] == worker_id] == [True]
+    page.js("sessionStorage.clear()")
