@@ -341,6 +341,7 @@ class PyocoHttpClient:
         include_records: bool = False,
         timeout_sec: float | None = None,
         reconnects: int = 5,
+        since_id: int | None = None,
     ) -> Iterator[SseEvent]:
         """Server-sent events of the run until its terminal snapshot.
 
@@ -349,9 +350,9 @@ class PyocoHttpClient:
         A dropped connection, a gateway that shuts down or ends the stream at its own time
         limit is resumed with ``Last-Event-ID`` (at most ``reconnects`` failures in a row), so
         no snapshot is repeated or lost. Stops after ``timeout_sec`` when given, or when the
-        run is deleted.
+        run is deleted. ``since_id`` resumes after that event id (only later snapshots).
         """
-        last_id: str | None = None
+        last_id: str | None = None if since_id is None else str(since_id)
         failures = 0
         params: dict[str, Any] = {}
         if include_records:
@@ -379,7 +380,9 @@ class PyocoHttpClient:
                         if response.status_code in RETRYABLE_STATUS:
                             raise httpx.RemoteProtocolError("server unavailable")
                         raise PyocoHttpError(response.status_code, _body(response))
+                    received = False
                     for event in _parse_sse(response.iter_lines()):
+                        received = True
                         if event.id is not None:
                             last_id = event.id
                         if event.event in ("error", "closing"):
@@ -391,6 +394,8 @@ class PyocoHttpClient:
                             and is_terminal((event.data or {}).get("status"))
                         ):
                             return
+                    if not received:
+                        return  # an empty stream: the run ended at or before ``Last-Event-ID``
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > reconnects:
@@ -470,26 +475,46 @@ def _body(response: httpx.Response) -> Any:
         return {"detail": response.text[:500] or response.reason_phrase}
 
 
-def _parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
-    event_name, event_id, data_lines = "message", None, []
-    for line in lines:
+class SseParser:
+    """Reads a ``text/event-stream`` line by line: :meth:`feed` answers the event a blank line
+    completes (comments skipped, ``data`` decoded from JSON when it is JSON)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.event_name, self.event_id = "message", None
+        self.data_lines: list[str] = []
+
+    def feed(self, line: str) -> SseEvent | None:
+        """Take one line (without its end); the completed event, if this line ends one."""
         if line == "":
-            if data_lines:
-                raw = "\n".join(data_lines)
+            event = None
+            if self.data_lines:
+                raw = "\n".join(self.data_lines)
                 try:
                     data = json.loads(raw)
                 except ValueError:
                     data = raw
-                yield SseEvent(event=event_name, data=data, id=event_id, raw=raw)
-            event_name, event_id, data_lines = "message", None, []
-            continue
+                event = SseEvent(event=self.event_name, data=data, id=self.event_id, raw=raw)
+            self._reset()
+            return event
         if line.startswith(":"):
-            continue
+            return None
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if name == "event":
-            event_name = value
+            self.event_name = value
         elif name == "data":
-            data_lines.append(value)
+            self.data_lines.append(value)
         elif name == "id":
-            event_id = value
+            self.event_id = value
+        return None
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
+    parser = SseParser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event

@@ -1,4 +1,7 @@
-"""Typed settings built once at start-up from the environment (contract §8) and CLI flags."""
+"""Typed settings built once at start-up from the environment and CLI flags.
+
+Every variable and flag is listed in docs/configuration.md (a test checks it).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .nesting import DEFAULT_MAX_NESTING_DEPTH, MAX_NESTING_DEPTH_LIMIT
 
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("gpu\n" is no tag).
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\Z")
@@ -24,7 +28,7 @@ AUTH_MODES = ("none", "api_key")
 LOG_FORMATS = ("json", "text")
 #: ``PYOCO_DASHBOARD_LANG``: ``auto`` follows the browser's preferred languages.
 DASHBOARD_LANGS = ("auto", "ja", "en")
-#: Shortest ``PYOCO_AUTH_PEPPER`` accepted when API keys are in use.
+#: Shortest ``PYOCO_AUTH_PEPPER`` accepted (it is optional; when set it must be a secret).
 MIN_PEPPER_CHARS = 16
 
 
@@ -99,6 +103,15 @@ _SUBJECT = _pattern_parser(
 )
 _TAG = _pattern_parser(TAG_PATTERN, "a tag matching ^[A-Za-z0-9_-]+$ (no '.')")
 _POSITIVE = _number_parser(float, 0, inclusive=False)
+
+
+def _nesting_parser(name: str, raw: str) -> int:
+    value = _number_parser(int, 2)(name, raw)
+    if value > MAX_NESTING_DEPTH_LIMIT:
+        raise ConfigError(name, raw, f"an integer from 2 to {MAX_NESTING_DEPTH_LIMIT}")
+    return value
+
+
 _POSITIVE_INT = _number_parser(int, 1)
 
 
@@ -151,6 +164,9 @@ class Settings:
     )
     workflow_yaml_max_bytes: int = _setting("PYOCO_WORKFLOW_YAML_MAX_BYTES", _POSITIVE_INT, 262144)
     http_max_body_bytes: int = _setting("PYOCO_HTTP_MAX_BODY_BYTES", _POSITIVE_INT, 1048576)
+    max_nesting_depth: int = _setting(
+        "PYOCO_MAX_NESTING_DEPTH", _nesting_parser, DEFAULT_MAX_NESTING_DEPTH
+    )
     http_nats_timeout_sec: float = _setting("PYOCO_HTTP_NATS_TIMEOUT_SEC", _POSITIVE, 2.0)
     idempotency_kv_bucket: str = _setting("PYOCO_IDEMPOTENCY_KV_BUCKET", _NAME, "pyoco_idempotency")
     idempotency_ttl_sec: float = _setting("PYOCO_IDEMPOTENCY_TTL_SEC", _POSITIVE, 86400.0)
@@ -242,13 +258,13 @@ class Settings:
                 "a number above PYOCO_RUN_HEARTBEAT_INTERVAL_SEC "
                 f"({self.run_heartbeat_interval_sec})",
             )
-        if self.http_auth_mode == "api_key" and len(self.auth_pepper) < MIN_PEPPER_CHARS:
+        pepper_in_use = self.http_auth_mode == "api_key" and self.auth_pepper
+        if pepper_in_use and len(self.auth_pepper) < MIN_PEPPER_CHARS:
             raise ConfigError(
                 "PYOCO_AUTH_PEPPER",
                 f"<{len(self.auth_pepper)} characters, hidden>",
-                f"a secret of at least {MIN_PEPPER_CHARS} characters when "
-                "PYOCO_HTTP_AUTH_MODE=api_key (the same value on every gateway and for "
-                "pyoco-server-admin)",
+                f"unset, or a secret of at least {MIN_PEPPER_CHARS} characters (the same "
+                "value on every gateway and for pyoco-server-admin)",
             )
         if self.work_subject_prefix == self.dlq_subject_prefix:
             raise ConfigError(
@@ -256,6 +272,28 @@ class Settings:
                 self.dlq_subject_prefix,
                 "a subject prefix different from PYOCO_WORK_SUBJECT_PREFIX",
             )
+
+    def to_env(self) -> dict[str, str]:
+        """The ``PYOCO_*`` environment from which :meth:`from_env` builds these settings again.
+
+        What a gateway or worker process started for these settings is given (tests,
+        benchmarks, :mod:`pyoco_server.testing`). Unset optional values are left out. The
+        result holds secrets (``PYOCO_AUTH_PEPPER``, credentials in ``PYOCO_NATS_URL``): hand
+        it to a process, never log it.
+        """
+        env: dict[str, str] = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            else:
+                text = str(value)
+            env[spec.metadata["env"]] = text
+        return env
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with ``overrides`` applied and validated again."""

@@ -1,9 +1,9 @@
 """Run snapshots in KV ``pyoco_runs``: compare-and-set writes, size cap, enrichment hook.
 
-Every writer (gateway and worker) goes through :class:`RunStore`, so the rules of contract §5
-hold everywhere: a terminal snapshot is never replaced by a non-terminal one (except an
-explicit reopen for a redrive), a concurrent write is never lost (KV revisions), every write
-runs ``pyoco_enrich_snapshot`` and honours ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``.
+Every writer (gateway and worker) goes through :class:`RunStore`, so the rules of docs/nats-
+resources.md ("Runs") hold everywhere: a terminal snapshot is never replaced by a non-terminal
+one (except an explicit reopen for a redrive), a concurrent write is never lost (KV revisions),
+every write runs ``pyoco_enrich_snapshot`` and honours ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from .config import Settings
 from .log import get_logger
 from .model import is_terminal
+from .nesting import load_stored
 
 log = get_logger(__name__)
 
@@ -200,7 +201,8 @@ class RunStore:
             raise RunNotFound(run_id) from None
         if entry.value is None:
             raise RunNotFound(run_id)
-        return json.loads(entry.value), entry.revision
+        snapshot = load_stored(entry.value, self.settings.max_nesting_depth, "run snapshot")
+        return snapshot, entry.revision
 
     async def create(
         self, snapshot: dict[str, Any], job: dict[str, Any] | None, event: str = "submitted"

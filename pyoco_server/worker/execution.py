@@ -96,7 +96,9 @@ class JobExecutor:
         """Run every ``pyoco_check_workflow_yaml`` hook again, on the worker."""
         raw = job["workflow_yaml"].encode("utf-8")
         try:
-            document = parse_workflow_yaml(raw, self.settings.workflow_yaml_max_bytes)
+            document = parse_workflow_yaml(
+                raw, self.settings.workflow_yaml_max_bytes, self.settings.max_nesting_depth
+            )
             self.pm.hook.pyoco_check_workflow_yaml(
                 document=document,
                 raw=raw,
