@@ -63,7 +63,8 @@ class WorkerResource:
     async def on_patch(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, worker_id: str
     ) -> None:
-        body = parse_json(req, await read_body(req, PATCH_MAX_BYTES))
+        raw = await read_body(req, PATCH_MAX_BYTES)
+        body = parse_json(req, raw, self.services.settings.max_nesting_depth)
         if not isinstance(body, dict) or not isinstance(body.get("hidden"), bool):
             raise invalid(
                 'the body must be a JSON object {"hidden": true|false}',
