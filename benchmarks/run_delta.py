@@ -6,8 +6,8 @@ times, at each size:
 
 * a first delta page (``updated_after=0, limit=50``), a page in the middle (from a cursor),
   and a poll that finds the 10 runs changed since the last one;
-* what the ``updated_at`` view adds to applying a write: the same records applied to an index
-  with and without the view, side by side, as a ratio.
+* applying the writes (µs per write, the ``(updated_at, run_id)`` indexes and per-day counts
+  included).
 
     .venv/bin/python benchmarks/run_delta.py [--sizes 1000,10000,100000] [--repeat 200]
 
@@ -54,16 +54,6 @@ def records(count: int, start: float) -> list[StreamRecord]:
     return out
 
 
-class NoView:
-    """Stands in for the updated_at view, to time the index without it."""
-
-    def add(self, *args: object) -> None:
-        pass
-
-    def discard(self, *args: object) -> None:
-        pass
-
-
 def page_ms(index: RunIndex, query: DeltaQuery, repeat: int) -> float:
     """Median milliseconds of one 50-run delta page over ``repeat`` calls."""
     samples = []
@@ -74,10 +64,8 @@ def page_ms(index: RunIndex, query: DeltaQuery, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def apply_seconds(batch: list[StreamRecord], with_view: bool) -> float:
+def apply_seconds(batch: list[StreamRecord]) -> float:
     index = RunIndex(BUCKET)
-    if not with_view:
-        index.updated = NoView()  # type: ignore[assignment]
     started = time.perf_counter()
     index.apply(batch)
     return time.perf_counter() - started
@@ -92,11 +80,7 @@ def main() -> None:
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         batch = records(size, start)
-        # side by side, alternating, three rounds each: apply with and without the view
-        with_view, without = [], []
-        for _ in range(3):
-            without.append(apply_seconds(batch, with_view=False))
-            with_view.append(apply_seconds(batch, with_view=True))
+        applied = [apply_seconds(batch) for _ in range(3)]
         index = RunIndex(BUCKET)
         index.apply(batch)
         first = delta_page(index, None, DeltaQuery(updated_after=0.0), limit=50)
@@ -111,11 +95,7 @@ def main() -> None:
         row: dict = {"stored_runs": size}
         for name, query in queries.items():
             row[name] = round(page_ms(index, query, args.repeat), 4)
-        row.update(
-            apply_us_per_write_with_view=round(min(with_view) / size * 1e6, 2),
-            apply_us_per_write_without_view=round(min(without) / size * 1e6, 2),
-            apply_ratio_with_to_without=round(min(with_view) / min(without), 3),
-        )
+        row["apply_us_per_write"] = round(min(applied) / size * 1e6, 2)
         results.append(row)
         assert decode_cursor(first.next_cursor)
     smallest, largest = results[0], results[-1]
@@ -130,16 +110,11 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     print()
-    print(
-        f"{'runs':>9}  {'first ms':>9}  {'middle ms':>9}  {'poll ms':>8}"
-        f"  {'apply µs/write (view / none / ratio)':>38}"
-    )
+    print(f"{'runs':>9}  {'first ms':>9}  {'middle ms':>9}  {'poll ms':>8}  {'apply µs/write':>14}")
     for row in results:
         print(
             f"{row['stored_runs']:>9,}  {row['first_page_ms']:>9.3f}  {row['middle_page_ms']:>9.3f}"
-            f"  {row['poll_10_changed_ms']:>8.3f}  {row['apply_us_per_write_with_view']:>14.2f}"
-            f" / {row['apply_us_per_write_without_view']:.2f} / "
-            f"{row['apply_ratio_with_to_without']:.2f}x"
+            f"  {row['poll_10_changed_ms']:>8.3f}  {row['apply_us_per_write']:>14.2f}"
         )
 
 

@@ -30,7 +30,8 @@ from ..client import (
 from ..model import COMPLETED, is_terminal
 from .client_listings import add_list_vnext_command, add_workers_command
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from .output import print_json, print_table
+from .output import UsageError, print_json, print_table
+from .plugins_registry import add_plugin_registry_commands
 
 EPILOG = """exit codes:
   0    success (with --wait: the run COMPLETED)
@@ -60,10 +61,6 @@ def _finite_number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     return value
-
-
-class UsageError(Exception):
-    """Bad command-line input found after argparse (exit 2)."""
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -485,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_list_vnext_command(commands)
     add_workers_command(commands)
     add_dlq_commands(commands)
+    add_plugin_registry_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
     metrics.set_defaults(handler=cmd_metrics)
@@ -522,6 +520,9 @@ ERROR_HINTS = {
     "ERR-PYOCO-0020": "this gateway does not offer that endpoint; is it an older version?",
     "ERR-PYOCO-0028": "list the entries with `pyoco-client dlq list`",
     "ERR-PYOCO-0029": "see the reason; `pyoco-client get RUN_ID` shows the run",
+    "ERR-PYOCO-0040": "use an API key with the operator role (api-key create --role operator)",
+    "ERR-PYOCO-0041": "bump the version; to go back, delete the newer wheel or pin",
+    "ERR-PYOCO-0043": "see the stored wheels with `pyoco-client plugins list`",
 }
 HINTS = {
     401: "pass --api-key or set PYOCO_API_KEY",

@@ -18,7 +18,15 @@ from .output import print_json, print_table
 
 RUN_COLUMNS = ["run_id", "status", "flow_name", "tag", "worker_id", "updated_at"]
 WORKER_COLUMNS = ["worker_id", "state", "tags", "current_run_id", "heartbeat_at", "hidden"]
-PLUGIN_COLUMNS = ["worker_id", "state", "tags", "plugin", "version"]
+PLUGIN_COLUMNS = [
+    "worker_id",
+    "worker_state",
+    "distribution",
+    "version",
+    "state",
+    "reason",
+    "active_version",
+]
 #: 0.5's name of the STOPPED state.
 STATE_ALIASES = {"STOPPED_GRACEFUL": "STOPPED"}
 
@@ -104,17 +112,21 @@ def _states(text: str | None) -> list[str]:
 
 
 def _plugin_rows(workers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """One row per plugin each worker reports (``--plugin-sync``), or one empty row for a
+    worker that reports none; and whether any worker reported plugins."""
     rows: list[dict[str, Any]] = []
     reported = False
     for worker in workers:
+        base = {"worker_id": worker.get("worker_id"), "worker_state": worker.get("state")}
         plugins = worker.get("plugins")
         if not isinstance(plugins, list) or not plugins:
-            rows.append({**worker, "plugin": None, "version": None})
+            rows.append(base)
             continue
         reported = True
         for plugin in plugins:
-            info = plugin if isinstance(plugin, dict) else {"name": plugin}
-            rows.append({**worker, "plugin": info.get("name"), "version": info.get("version")})
+            rows.append(
+                {**base, **(plugin if isinstance(plugin, dict) else {"distribution": plugin})}
+            )
     return rows, reported
 
 

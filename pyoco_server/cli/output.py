@@ -1,4 +1,5 @@
-"""How ``pyoco-client`` prints results: JSON documents, and tables for people."""
+"""What every ``pyoco-client`` command shares: JSON documents, tables for people, and the
+usage error."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import json
 import sys
 import time
 from typing import Any, TextIO
+
+
+class UsageError(Exception):
+    """Bad command-line input found after argparse (exit 2)."""
 
 
 def print_json(document: Any, out: TextIO | None = None) -> None:

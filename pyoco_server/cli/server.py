@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="--flow-resolver of that worker (module:func or path/file.py:func)",
     )
+    up.add_argument(
+        "--allow-plugin-publish-without-auth",
+        action="store_true",
+        default=None,
+        help="with PYOCO_HTTP_AUTH_MODE=none, accept plugin wheel uploads, deletes and pins "
+        "from anyone who can reach the gateway: for a developer's own machine only "
+        "[PYOCO_PLUGIN_PUBLISH_WITHOUT_AUTH, false]",
+    )
     add_compat_up_arguments(up)
 
     up.add_argument(
@@ -134,11 +142,13 @@ def _up(args: argparse.Namespace) -> int:
             "nats_url": args.nats_url,
             "log_level": args.log_level,
             "dashboard_lang": args.dashboard_lang,
+            "plugin_publish_without_auth": args.allow_plugin_publish_without_auth,
         },
         {
             "nats_url": "--nats-url",
             "log_level": "--log-level",
             "dashboard_lang": "--dashboard-lang",
+            "plugin_publish_without_auth": "--allow-plugin-publish-without-auth",
         },
     )
     configure_logging(settings, "pyoco-server:http")

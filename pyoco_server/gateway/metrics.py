@@ -101,7 +101,7 @@ class GatewayMetrics:
         settings = services.settings
         js = services.nats.js
         prefix = settings.work_subject_prefix + "."
-        index = await services.fresh_index()
+        run_counts = await services.query_index("status_counts")
         workers, work, consumers, dlq = await asyncio.gather(
             list_workers(js, settings),
             js.stream_info(settings.work_stream, subjects_filter=prefix + ">"),
@@ -135,9 +135,9 @@ class GatewayMetrics:
         )
 
         self.runs.clear()
-        for status, count in index.status_counts().items():
+        for status, count in run_counts.items():
             self.runs.labels(status=status).set(count)
-        today = index.updated.updated_on(local_day(time.time()))
+        today = await services.call_index("updated_on", local_day(time.time()))
         self.runs_today.clear()
         for status in sorted({*RUN_STATUSES, *today}):
             self.runs_today.labels(status=status).set(today.get(status, 0))

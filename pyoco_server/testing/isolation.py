@@ -23,6 +23,10 @@ ISOLATED_FIELDS = (
     "worker_flags_kv_bucket",
     "auth_kv_bucket",
     "idempotency_kv_bucket",
+    "leases_kv_bucket",
+    "wheel_object_store_bucket",
+    "wheel_history_kv_bucket",
+    "plugin_registry_kv_bucket",
 )
 #: The DLQ stream size of test systems (the default is 512 MiB). JetStream reserves a stream's
 #: max_bytes against the server's storage limit (75 % of the free disk): with the default, a
@@ -43,6 +47,10 @@ def unique_names(suffix: str | None = None) -> dict[str, str]:
         "worker_flags_kv_bucket": f"wflags_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
+        "leases_kv_bucket": f"leases_{suffix}",
+        "wheel_object_store_bucket": f"wheels_{suffix}",
+        "wheel_history_kv_bucket": f"whist_{suffix}",
+        "plugin_registry_kv_bucket": f"preg_{suffix}",
     }
 
 

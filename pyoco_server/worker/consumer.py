@@ -25,6 +25,8 @@ log = get_logger(__name__)
 
 #: Waits after consecutive pull errors (NATS down, stream missing, ...).
 PULL_ERROR_DELAYS_SEC = (0.2, 0.5, 1.0, 2.0)
+#: Pause of a puller of several tags after an empty fetch, so the others get their turn.
+TURN_YIELD_SEC = 0.02
 
 
 def consumer_config(settings: Settings, tag: str) -> ConsumerConfig:
@@ -200,6 +202,10 @@ class TagPuller:
                 errors = 0
             except asyncio.TimeoutError:  # nothing to do (nats' TimeoutError subclasses it)
                 self.slots.release(reserved)
+                if self.share > 1:
+                    # Yield the slots to the other tags' pullers, which wait for a release:
+                    # re-reserving at once would starve them when slots are scarce.
+                    await asyncio.sleep(TURN_YIELD_SEC)
                 continue
             except Exception as exc:
                 self.slots.release(reserved)

@@ -22,6 +22,7 @@ from .child import settings_to_wire
 from .consumer import Delivery, Slots, TagPuller
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
+from .plugin_sync.service import PluginSyncOptions, PluginSyncService
 from .pool import ExecutionPool
 from .record import STOPPED, ClaimLost, WorkerRecord
 from .runner import JobRunner
@@ -69,6 +70,7 @@ class WorkerOptions:
     run_once: bool = False
     poll_timeout_sec: float = 1.0
     work_dir: str | None = None
+    plugin_sync: PluginSyncOptions | None = None
 
 
 class WorkerHost:
@@ -84,8 +86,17 @@ class WorkerHost:
         self.options = options
         self.pm = pm
         self.nats = NatsConnection(settings, name=f"pyoco-worker:{options.worker_id}")
+        self.plugin_sync: PluginSyncService | None = None
+        if options.plugin_sync is not None:
+            self.plugin_sync = PluginSyncService(
+                settings, options.plugin_sync, options.worker_id, options.tags, self._wake_record
+            )
         self.record = WorkerRecord(
-            options.worker_id, options.tags, options.concurrency, self._execution_pids
+            options.worker_id,
+            options.tags,
+            options.concurrency,
+            self._execution_pids,
+            self.plugin_sync.record_fields if self.plugin_sync else None,
         )
         self._stop_pulling = asyncio.Event()
         self._shutdown = asyncio.Event()
@@ -133,13 +144,18 @@ class WorkerHost:
 
     def _pool_config(self, work_dir: str) -> dict[str, Any]:
         plugins = self.options.plugins
-        return {
+        config = {
             "settings": settings_to_wire(self.settings),
             "plugins": {"allow": plugins.allow, "disable": plugins.disable, "also": plugins.also},
             "flow_resolver": self.options.flow_resolver,
             "work_dir": work_dir,
             "worker_id": self.options.worker_id,
         }
+        return self.plugin_sync.pool_config(config) if self.plugin_sync else config
+
+    def _wake_record(self) -> None:
+        if hasattr(self, "record"):
+            self.record.wake()
 
     async def _wait_for_nats(self) -> bool:
         await self.nats.start()
@@ -189,6 +205,10 @@ class WorkerHost:
                     )
                 ),
             ]
+            if self.plugin_sync is not None:
+                loops.append(
+                    loop.create_task(self.plugin_sync.run(self.nats, self._stop_loops, self.pool))
+                )
             pullers = self._start_pullers(size)
             log.info(
                 "worker_started",

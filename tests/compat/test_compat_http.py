@@ -515,16 +515,16 @@ def test_runs_today_follow_a_run_across_days_and_deletes():
     from pyoco_server.stream_reader import StreamRecord
 
     index = RunIndex("runs_unit")
-    index.updated._day_of = lambda epoch: (2026, 1, int(epoch // 86400) + 1)
+    index.day_of.day_of = lambda epoch: (2026, 1, int(epoch // 86400) + 1)
     day1, day2 = (2026, 1, 1), (2026, 1, 2)
     index.apply([index_record(1, "a", 100.0), index_record(2, "b", 200.0, status="FAILED")])
-    assert index.updated.updated_on(day1) == {"PENDING": 1, "FAILED": 1}
+    assert index.updated_on(day1) == {"PENDING": 1, "FAILED": 1}
     index.apply([index_record(3, "a", 86400.0 + 5, status="COMPLETED")])
-    assert index.updated.updated_on(day1) == {"FAILED": 1}
-    assert index.updated.updated_on(day2) == {"COMPLETED": 1}
+    assert index.updated_on(day1) == {"FAILED": 1}
+    assert index.updated_on(day2) == {"COMPLETED": 1}
     index.apply([StreamRecord(4, "$KV.runs_unit.b", b"", "DEL")])
-    assert index.updated.updated_on(day1) == {}
-    assert index.updated.updated_on((2026, 1, 3)) == {}
+    assert index.updated_on(day1) == {}
+    assert index.updated_on((2026, 1, 3)) == {}
 
 
 def test_a_cursor_continues_on_another_gateway_and_after_a_restart(pyoco_system_factory):

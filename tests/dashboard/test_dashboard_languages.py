@@ -174,6 +174,11 @@ WORDS = {
         "no_task": "まだ開始したタスクはありません。",
         "queues": "キューとデッドレター",
         "no_dead_letters": "デッドレターはありません。",
+        "charts": "アクティビティ",
+        "chart_hour": "直近 1 時間",
+        "registry": "プラグインレジストリ",
+        "nav_registry": "レジストリ",
+        "registry_history": "履歴",
     },
     "en": {
         "runs": "Runs",
@@ -193,6 +198,11 @@ WORDS = {
         "no_task": "No task has started yet.",
         "queues": "Queues & dead letters",
         "no_dead_letters": "No dead letters.",
+        "charts": "Activity",
+        "chart_hour": "Last hour",
+        "registry": "Plugin registry",
+        "nav_registry": "Registry",
+        "registry_history": "History",
     },
 }
 
@@ -221,6 +231,8 @@ def test_views_speak_the_configured_language(browser, systems, console_clean, la
         page.js("return document.querySelector('[data-status=PENDING] .badge').dataset.value")
         == "PENDING"
     )
+    assert page.text(".charts-heading") == words["charts"]
+    assert page.text('[data-window="hour"]') == words["chart_hour"]
     page.screenshot(f"runs-{lang}")
 
     page.open(f"/runs/{run_id}")
@@ -241,6 +253,11 @@ def test_views_speak_the_configured_language(browser, systems, console_clean, la
 
     page.open("/plugins")
     assert page.text(".intro").startswith(words["plugins_intro"])
+
+    page.open("/registry")
+    page.wait(lambda: page.text("#view-title") == words["registry"], "the registry view")
+    assert page.text('[data-nav="registry"]') == words["nav_registry"]
+    assert page.text("h2") == words["registry_history"]
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])

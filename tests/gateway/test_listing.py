@@ -217,3 +217,16 @@ async def test_counts_are_per_tenant(gateway):
         "CANCELLING",
         "CANCELLED",
     }
+
+
+def test_index_stores_snapshots_holding_lone_surrogates():
+    index = RunIndex(BUCKET)
+    text = '{"run_id": "s", "flow_name": "f\\ud800", "status": "FAILED", "tag": "t",'
+    text += ' "tags": ["t\\udfff"], "error": "bad \\ud800 text", "tenant_id": "a\\ud800"}'
+    index.apply([StreamRecord(1, f"$KV.{BUCKET}.s", text.encode())])
+    [summary] = index.select(None)
+    assert summary["error"] == "bad \ud800 text" and summary["flow_name"] == "f\ud800"
+    assert index.select(None, flow="f\ufffd")[0]["run_id"] == "s"
+    assert index.status_counts("a\ufffd")["FAILED"] == 1
+    index.apply([StreamRecord(2, f"$KV.{BUCKET}.s", b"", "DEL")])
+    assert index.select(None) == [] and len(index) == 0

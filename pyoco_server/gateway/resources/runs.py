@@ -70,8 +70,8 @@ class RunsResource:
             return
         query = list_query(req)
         caller = caller_of(req)
-        index = await self.services.fresh_index()
-        page = index.select_page(
+        page = await self.services.query_index(
+            "select_page",
             caller.tenant_id,
             status=query.status,
             flow=query.flow,
@@ -93,7 +93,8 @@ class RunsResource:
         delta = delta_query(req)
         caller = caller_of(req)
         index = await self.services.fresh_index()
-        page = delta_page(
+        page = await self.services.index_feed.call(
+            delta_page,
             index,
             caller.tenant_id,
             delta,
@@ -133,8 +134,7 @@ class RunCountsResource:
         self.services = services
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        index = await self.services.fresh_index()
-        counts = index.status_counts(caller_of(req).tenant_id)
+        counts = await self.services.query_index("status_counts", caller_of(req).tenant_id)
         resp.media = {"total": sum(counts.values()), "by_status": counts}
 
 

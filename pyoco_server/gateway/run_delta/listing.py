@@ -5,8 +5,9 @@ digits-only ``Next-Cursor`` of the plain listing) or ``workflow_yaml_sha256``; i
 ``{"items": [...], "next_cursor": str | null}``. Items are the same summaries as the plain
 listing, newest ``updated_at`` first; ``updated_after`` keeps runs updated strictly after that
 epoch time; ``next_cursor`` is set only when more matching runs follow the page. The walk runs
-over :class:`~.order.UpdatedOrder` from the cursor down to ``updated_after`` and stops at the
-first match after the page, so a page costs O(limit) for unfiltered listings.
+down the index's ``(updated_at, run_id)`` ordering from the cursor to ``updated_after``
+(:meth:`~..run_index.RunIndex.select_delta`) and stops one match after the page, so a page
+costs O(limit) for listings not filtered by status, flow, tag or ``q``.
 """
 
 from __future__ import annotations
@@ -113,20 +114,17 @@ def delta_page(
     **filters: Any,
 ) -> DeltaPage:
     """Up to ``limit`` summaries of ``tenant_id``'s runs (``None``: every run) matching
-    ``filters`` (the plain listing's ``status``, ``flow``, ``tag``, ``q``) and ``query``."""
-    items: list[dict[str, Any]] = []
-    last: UpdatedKey | None = None
-    for key in index.updated.newest_first(
-        tenant_id, after=query.updated_after, before=query.cursor
-    ):
-        summary = index.summary_of(key[1])
-        if summary is None or not index.matches(summary, **filters):
-            continue
-        sha = query.workflow_yaml_sha256
-        if sha is not None and summary.get("workflow_yaml_sha256") != sha:
-            continue
-        if len(items) == limit:
-            return DeltaPage(items, encode_cursor(last) if last else None)
-        items.append(dict(summary))
-        last = key
-    return DeltaPage(items, None)
+    ``filters`` (the plain listing's ``status``, ``flow``, ``tag``, ``q``) and ``query``.
+    Call it on the index's thread; it reads one row more than ``limit`` to learn whether
+    another page follows."""
+    rows = index.select_delta(
+        tenant_id,
+        updated_after=query.updated_after,
+        before=query.cursor,
+        workflow_yaml_sha256=query.workflow_yaml_sha256,
+        limit=limit + 1,
+        **filters,
+    )
+    page = rows[:limit]
+    more = len(rows) > limit and page
+    return DeltaPage([summary for _, summary in page], encode_cursor(page[-1][0]) if more else None)

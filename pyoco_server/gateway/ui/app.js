@@ -6,17 +6,19 @@ import { fill } from "./dom.js";
 import { chooseLanguage, setLanguage, t, translate } from "./i18n.js";
 import { mountPlugins } from "./plugins.js";
 import { mountQueues } from "./queues.js";
+import { mountRegistry } from "./registry.js";
 import { mountRun } from "./run-detail.js";
 import { mountRuns } from "./runs.js";
 import { mountWorkers } from "./workers.js";
 
-// Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins.
+// Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins, #/registry.
 const ROUTES = [
   { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "run.title", mount: mountRun },
   { pattern: /^\/runs$/, nav: "runs", title: "nav.runs", mount: mountRuns },
   { pattern: /^\/workers$/, nav: "workers", title: "nav.workers", mount: mountWorkers },
   { pattern: /^\/queues$/, nav: "queues", title: "nav.queues", mount: mountQueues },
   { pattern: /^\/plugins$/, nav: "plugins", title: "nav.plugins", mount: mountPlugins },
+  { pattern: /^\/registry$/, nav: "registry", title: "nav.registry", mount: mountRegistry },
 ];
 
 let current = null;

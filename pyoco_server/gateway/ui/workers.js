@@ -5,6 +5,7 @@ import { getJson, request } from "./api.js";
 import { cell, fromTemplate, h, role, setText, syncRows } from "./dom.js";
 import { ago, badge, runLink } from "./format.js";
 import { t } from "./i18n.js";
+import { syncedPlugins } from "./registry.js";
 import { REFRESH_MS, clearError, describe, every, notify, showError } from "./view.js";
 
 function renderRow(row, worker, toggleHidden) {
@@ -27,7 +28,8 @@ function renderRow(row, worker, toggleHidden) {
   const host = [worker.hostname, worker.pid].filter((v) => v !== undefined && v !== null).join(":");
   const slots = worker.concurrency ? t("workers.slots", { n: worker.concurrency }) : "";
   setText(row.cells[5], (host || "—") + slots);
-  cell(row, 6, String(Boolean(worker.hidden)), () => {
+  cell(row, 6, JSON.stringify(worker.plugins || null), () => syncedPlugins(worker));
+  cell(row, 7, String(Boolean(worker.hidden)), () => {
     const button = h(
       "button",
       { type: "button", "data-action": worker.hidden ? "unhide" : "hide" },
