@@ -64,8 +64,15 @@ class Workers:
         concurrency: int,
         log_dir: Path,
         log_level: str = "WARNING",
+        extra: list[str] | None = None,
     ) -> None:
-        args = ("--concurrency", str(concurrency), "--flow-resolver", RESOLVER)
+        """``concurrency`` 0 leaves ``--concurrency`` out (the worker's default)."""
+        args = (
+            *(("--concurrency", str(concurrency)) if concurrency else ()),
+            "--flow-resolver",
+            RESOLVER,
+            *(extra or []),
+        )
         self.processes = [
             WorkerProcess(
                 log_dir,

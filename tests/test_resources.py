@@ -20,9 +20,12 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
         settings.dlq_stream,
         settings.runs_kv_bucket,
         settings.workers_kv_bucket,
+        settings.worker_flags_kv_bucket,
         settings.auth_kv_bucket,
         settings.idempotency_kv_bucket,
         settings.leases_kv_bucket,
+        settings.plugin_registry_kv_bucket,
+        settings.wheel_history_kv_bucket,
     }
     work = await js.stream_info(settings.work_stream)
     assert work.config.retention == RetentionPolicy.WORK_QUEUE

@@ -37,7 +37,6 @@ from .resources.system import (
     OpenApiResource,
     PluginsResource,
     ReadyResource,
-    WorkersResource,
 )
 from .retention.sweeper import RetentionSweeper
 from .run_finished.consumer import RunFinishedFeed
@@ -45,6 +44,7 @@ from .schedules.resources import install_schedule_routes
 from .schedules.service import SchedulesService
 from .services import GatewayServices
 from .watch import WatcherRegistry
+from .worker_visibility.resources import WorkerResource, WorkersResource
 
 
 class Lifespan:
@@ -143,6 +143,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
     app.add_route("/runs/{run_id}/watch", RunWatchResource(services, watchers))
     app.add_route("/workers", WorkersResource(services))
+    app.add_route("/workers/{worker_id}", WorkerResource(services))
     app.add_route("/dlq", DlqResource(services))
     app.add_route("/dlq/redrive", DlqBulkRedriveResource(services))
     app.add_route("/dlq/{seq}", DlqEntryResource(services))

@@ -1,15 +1,16 @@
-"""Pulling jobs: one durable pull consumer per tag, shared by every worker serving the tag.
+"""The tags' work queues: one durable pull consumer per tag, shared by every worker serving it.
 
-Each tag has a :class:`TagPuller`. Before it fetches, a puller reserves free execution slots
-(:class:`Slots`), so a host never holds more jobs than it can run: an un-run job stays in the
-stream for another worker instead of waiting here while its AckWait ticks.
+:class:`TagQueue` takes jobs from one tag's consumer with *no-wait* pull requests: the server
+answers at once with the jobs it has (up to the number asked for) and never keeps a request
+open, so a job is delivered only to a host that asked for it with a free execution slot, and
+never to a request the host has given up on (which would cost the job a delivery attempt).
+Which tag to ask, and when, is decided by :class:`~pyoco_server.worker.picker.JobPicker`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,14 +20,16 @@ from nats.js.errors import NotFoundError
 
 from ..config import Settings
 from ..log import get_logger
-from ..nats_client import NatsConnection, ensure_resources
+from ..nats_client import NatsConnection
 
 log = get_logger(__name__)
 
-#: Waits after consecutive pull errors (NATS down, stream missing, ...).
-PULL_ERROR_DELAYS_SEC = (0.2, 0.5, 1.0, 2.0)
-#: Pause of a puller of several tags after an empty fetch, so the others get their turn.
-TURN_YIELD_SEC = 0.02
+#: How long a no-wait pull request may take to be answered before it counts as failed.
+TAKE_TIMEOUT_SEC = 2.0
+#: Status codes that end a no-wait pull request normally (no messages / request expired).
+_END_STATUSES = {"404", "408"}
+#: A heartbeat status: not an answer.
+_HEARTBEAT_STATUS = "100"
 
 
 def consumer_config(settings: Settings, tag: str) -> ConsumerConfig:
@@ -114,123 +117,92 @@ class Delivery:
             log.warning("queue_action_failed", action=action, error=f"{type(exc).__name__}: {exc}")
 
 
-class Slots:
-    """Free execution capacity of the host, reserved by pullers before they fetch."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.free = capacity
-        self._released = asyncio.Event()
-
-    async def reserve(self, most: int, stop: asyncio.Event, poll: float = 0.5) -> int:
-        """Take up to ``most`` free slots, waiting for at least one; 0 once ``stop`` is set."""
-        while not stop.is_set():
-            if self.free > 0:
-                taken = min(most, self.free)
-                self.free -= taken
-                return taken
-            self._released.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._released.wait(), poll)
-        return 0
-
-    def release(self, count: int = 1) -> None:
-        if count > 0:
-            self.free += count
-            self._released.set()
+class PullRequestFailed(RuntimeError):
+    """The server answered a pull request with an error status (consumer or stream gone, ...)."""
 
 
-class TagPuller:
-    """The pull loop of one tag: reserve slots, fetch, hand each job to ``dispatch``."""
+class TagQueue:
+    """One tag's durable consumer: :meth:`take` up to *n* waiting jobs without waiting.
 
-    def __init__(
-        self,
-        nats: NatsConnection,
-        settings: Settings,
-        tag: str,
-        slots: Slots,
-        dispatch: Callable[[Delivery], None],
-        stop: asyncio.Event,
-        *,
-        share: int = 1,
-        poll_timeout: float = 1.0,
-    ) -> None:
+    :meth:`open` creates the consumer if needed (at start, before the worker registers, so
+    a client that sees the worker can rely on every tag being served).
+    """
+
+    def __init__(self, nats: NatsConnection, settings: Settings, tag: str) -> None:
         self.nats = nats
         self.settings = settings
         self.tag = tag
-        self.slots = slots
-        self.dispatch = dispatch
-        self.stop = stop
-        self.share = share
-        self.poll_timeout = poll_timeout
         self.max_deliver = settings.consumer_max_deliver
+        self._inbox = ""
         self._subscription: Any = None
+        self._received: asyncio.Queue[Msg] = asyncio.Queue()
 
-    async def _subscribe(self) -> Any:
-        js = self.nats.js
-        self.max_deliver = await ensure_consumer(js, self.settings, self.tag)
-        return await js.pull_subscribe_bind(
-            consumer=self.settings.consumer_name(self.tag), stream=self.settings.work_stream
-        )
+    @property
+    def _next_subject(self) -> str:
+        prefix = getattr(self.nats.js, "_prefix", "$JS.API")
+        consumer = self.settings.consumer_name(self.tag)
+        return f"{prefix}.CONSUMER.MSG.NEXT.{self.settings.work_stream}.{consumer}"
 
-    async def _heal(self) -> None:
-        """After repeated errors: recreate missing resources and subscribe again."""
-        old, self._subscription = self._subscription, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.unsubscribe()
-        with contextlib.suppress(Exception):
-            await ensure_resources(self.nats.js, self.settings)
+    async def open(self) -> None:
+        """Create the consumer if missing and subscribe the inbox its deliveries go to."""
+        self.max_deliver = await ensure_consumer(self.nats.js, self.settings, self.tag)
+        if self._subscription is None:
+            nc = self.nats.nc
+            assert nc is not None
+            self._inbox = nc.new_inbox()
+            self._subscription = await nc.subscribe(self._inbox, cb=self._deliver)
 
-    def _batch(self) -> int:
-        """How many slots to ask for: all free ones for a single tag, a share with several."""
-        if self.share > 1:
-            return max(1, self.slots.free // self.share)
-        return self.slots.capacity
+    async def _deliver(self, msg: Msg) -> None:
+        self._received.put_nowait(msg)
 
-    async def run(self) -> None:
-        """Pull until ``stop`` is set."""
-        errors = 0
-        while not self.stop.is_set():
-            reserved = await self.slots.reserve(self._batch(), self.stop)
-            if not reserved:
-                return
+    async def take(self, most: int) -> list[Msg]:
+        """Up to ``most`` jobs waiting on the tag (none: an empty list), without waiting.
+
+        Raises :class:`PullRequestFailed` for an error status and :class:`asyncio.TimeoutError`
+        when the server did not answer within :data:`TAKE_TIMEOUT_SEC`.
+        """
+        messages: list[Msg] = []
+        # A late answer to a request that timed out: its jobs were delivered, so run them.
+        while not self._received.empty() and len(messages) < most:
+            msg = self._received.get_nowait()
+            if _status(msg) is None:
+                messages.append(msg)
+        if len(messages) >= most:
+            return messages
+        nc = self.nats.nc
+        assert nc is not None
+        request = {"batch": most - len(messages), "no_wait": True}
+        await nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TAKE_TIMEOUT_SEC
+        while len(messages) < most:
             try:
-                if self._subscription is None:
-                    self._subscription = await self._subscribe()
-                messages = await self._subscription.fetch(reserved, timeout=self.poll_timeout)
-                errors = 0
-            except asyncio.TimeoutError:  # nothing to do (nats' TimeoutError subclasses it)
-                self.slots.release(reserved)
-                if self.share > 1:
-                    # Yield the slots to the other tags' pullers, which wait for a release:
-                    # re-reserving at once would starve them when slots are scarce.
-                    await asyncio.sleep(TURN_YIELD_SEC)
-                continue
-            except Exception as exc:
-                self.slots.release(reserved)
-                errors += 1
-                delay = PULL_ERROR_DELAYS_SEC[min(errors, len(PULL_ERROR_DELAYS_SEC)) - 1]
-                log.warning(
-                    "pull_failed",
-                    tag=self.tag,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in_sec=delay,
-                )
-                if errors >= 2:
-                    await self._heal()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
-                continue
-            self.slots.release(reserved - len(messages))
-            for msg in messages:
-                delivery = Delivery.of(msg, self.tag, self.max_deliver)
-                if self.stop.is_set():
-                    # Fetched while shutting down: hand it straight back to the queue.
-                    await delivery.settle("nak")
-                    self.slots.release()
-                    continue
-                self.dispatch(delivery)
+                msg = await asyncio.wait_for(self._received.get(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                if messages:
+                    return messages
+                raise
+            status = _status(msg)
+            if status is None:
+                messages.append(msg)
+            elif status in _END_STATUSES:
+                break
+            elif status != _HEARTBEAT_STATUS:
+                description = (msg.headers or {}).get("Description", "")
+                raise PullRequestFailed(f"tag {self.tag!r}: status {status} {description}".strip())
+        return messages
+
+    async def close(self) -> None:
         if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
+            subscription, self._subscription = self._subscription, None
+            try:
+                await subscription.unsubscribe()
+            except Exception as exc:
+                log.debug("unsubscribe_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _status(msg: Msg) -> str | None:
+    """The status code of a status message (no data, ``Status`` header), else ``None``."""
+    if msg.data or not msg.headers:
+        return None
+    return msg.headers.get("Status")

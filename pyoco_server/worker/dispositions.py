@@ -26,8 +26,8 @@ from ..nats_client import NatsConnection
 from ..runs import RunNotFound
 from .consumer import Delivery
 from .protocol import Outcome
+from .run_writer import WorkerRunStore
 from .snapshots import Finish, Requeue
-from .store import WorkerRunStore
 
 log = get_logger(__name__)
 

@@ -22,8 +22,8 @@ from ..errors import err_id, msg_id
 from ..log import get_logger
 from .consumer import Delivery
 from .pool import RunExecution
+from .run_writer import WorkerRunStore
 from .snapshots import Progress
-from .store import WorkerRunStore
 
 log = get_logger(__name__)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -25,9 +26,9 @@ from .dispositions import Disposer
 from .heartbeats import ActiveRun, Heartbeats
 from .pool import ExecutionPool, RunExecution
 from .protocol import Outcome
-from .record import WorkerRecord
+from .registration import WorkerRecord
+from .run_writer import WorkerRunStore
 from .snapshots import Claim, Finish
-from .store import WorkerRunStore
 
 log = get_logger(__name__)
 
@@ -90,6 +91,7 @@ class JobRunner:
         self.heartbeats = heartbeats
         self.disposer = disposer
         self.record = record
+        self._executed: dict[int, Callable[[], None]] = {}
 
     @property
     def executions(self) -> list[RunExecution]:
@@ -100,8 +102,26 @@ class JobRunner:
         for execution in self.executions:
             execution.abort()
 
-    async def handle(self, delivery: Delivery) -> None:
-        """Process one delivery; never raises."""
+    async def handle(self, delivery: Delivery, executed: Callable[[], None] | None = None) -> None:
+        """Process one delivery; never raises.
+
+        ``executed()`` is called once the job no longer needs an execution process (its outcome
+        is known, or it never ran): the host may take the next job while this one's terminal
+        snapshot and ACK are still being written.
+        """
+        if executed is not None:
+            self._executed[id(delivery)] = executed
+        try:
+            await self._handle(delivery)
+        finally:
+            self._free_slot(delivery)
+
+    def _free_slot(self, delivery: Delivery) -> None:
+        executed = self._executed.pop(id(delivery), None)
+        if executed is not None:
+            executed()
+
+    async def _handle(self, delivery: Delivery) -> None:
         try:
             job = decode_job(delivery.msg.data)
         except InvalidJob as exc:
@@ -188,6 +208,7 @@ class JobRunner:
             execution.on_progress(lambda: self.heartbeats.progressed(run))
             run.attach(execution)
             outcome = await execution.outcome()
+            self._free_slot(delivery)
             run.close()
             await self._finish(run, execution, outcome)
         finally:

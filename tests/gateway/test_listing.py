@@ -263,6 +263,9 @@ def test_index_lists_one_schedules_runs_by_its_own_index():
     assert [s["run_id"] for s in rest.runs] == ["s-a-1"] and rest.next_cursor is None
     index.apply([put(6, "s-a-1", tenant_id="acme", schedule_id="a", status="RUNNING")])
     assert index.select("acme", schedule_id="a")[0]["run_id"] == "s-a-1"
+    delta = index.select_delta("acme", schedule_id="a")  # GET /runs?updated_after=&schedule_id=
+    assert sorted(s["run_id"] for _, s in delta) == ["s-a-1", "s-a-2", "s-a-3"]
+    assert index.select_delta("acme", schedule_id="b") == []
 
     # The page is one walk of the schedule's own index (O(limit)), whatever else is asked:
     # other filters are checked on its runs, never used to walk a larger ordering instead.
@@ -291,7 +294,7 @@ class _Explaining:
 
 
 def test_an_index_file_of_the_previous_schema_is_rebuilt(tmp_path):
-    """A version-1 file (before schedules: no ``schedule`` column, summaries without
+    """A file of an earlier schema (before schedules: no ``schedule`` column, summaries without
     ``schedule_id``) is emptied on open, so the gateway replays the stream into the new
     schema instead of listing runs without their schedule."""
     import sqlite3

@@ -130,7 +130,9 @@ class WheelHistoryResource:
             )
         try:
             resp.media = await _registry(self.services).history(
-                int(raw_limit), req.get_param("wheel_name") or None, req.get_param("action")
+                int(raw_limit),
+                req.get_param("wheel_name") or None,
+                req.get_param("action"),  # an empty ``action=`` names no action: 422
             )
         except ValueError as exc:
             raise invalid(

@@ -9,7 +9,7 @@ import time
 import pytest
 from worker_support import open_store
 
-from pyoco_server.worker.record import ClaimLost, WorkerIdInUse, WorkerRecord
+from pyoco_server.worker.registration import ClaimLost, WorkerIdInUse, WorkerRecord
 
 TTL = 5.0
 
