@@ -23,8 +23,9 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from dashtools import Page
+from dashtools import NatsOps, Page
 
+from pyoco_server.config import Settings
 from pyoco_server.testing import PyocoSystem, start_system
 
 UI = Path(__file__).resolve().parents[2] / "pyoco_server" / "gateway" / "ui"
@@ -67,7 +68,7 @@ def test_every_key_used_by_the_page_exists():
         source = script.read_text()
         used |= set(re.findall(r'\bt\("([^"]+)"', source))
         used |= set(re.findall(r'\bfact\("([^"]+)"', source))
-        used |= set(re.findall(r'"((?:dlq|workers|runs|nav|run)\.[A-Za-z]+)"', source))
+        used |= set(re.findall(r'"((?:dlq|workers|runs|nav|run|schedules)\.[A-Za-z]+)"', source))
     missing = sorted(key for key in used if key not in en)
     assert not missing, missing
 
@@ -179,6 +180,16 @@ WORDS = {
         "registry": "プラグインレジストリ",
         "nav_registry": "レジストリ",
         "registry_history": "履歴",
+        "schedules": "スケジュール",
+        "col_trigger": "トリガー",
+        "active": "有効",
+        "paused": "一時停止中",
+        "once": "1 回のみ",
+        "pause": "一時停止",
+        "resume": "再開",
+        "schedule_count": "1 件のスケジュール",
+        "schedule_fact": "スケジュール",
+        "nominal": "予定時刻 2027-01-15T08:00:00",
     },
     "en": {
         "runs": "Runs",
@@ -203,6 +214,16 @@ WORDS = {
         "registry": "Plugin registry",
         "nav_registry": "Registry",
         "registry_history": "History",
+        "schedules": "Schedules",
+        "col_trigger": "Trigger",
+        "active": "ACTIVE",
+        "paused": "PAUSED",
+        "once": "once",
+        "pause": "Pause",
+        "resume": "Resume",
+        "schedule_count": "schedule",
+        "schedule_fact": "Schedule",
+        "nominal": " (slot 2027-01-15T08:00:00",
     },
 }
 
@@ -258,6 +279,58 @@ def test_views_speak_the_configured_language(browser, systems, console_clean, la
     page.wait(lambda: page.text("#view-title") == words["registry"], "the registry view")
     assert page.text('[data-nav="registry"]') == words["nav_registry"]
     assert page.text("h2") == words["registry_history"]
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_schedules_view_speaks_the_configured_language(browser, systems, console_clean, lang):
+    system = systems[lang]
+    words = WORDS[lang]
+    # A one-shot far in the future: it never fires while the suite runs.
+    created = httpx.post(
+        system.url + "/schedules",
+        json={"flow_name": f"sched-{lang}", "run_at": time.time() + 30 * 86400},
+        timeout=10,
+    )
+    assert created.status_code == 200, created.text
+    sid = created.json()["schedule_id"]
+    try:
+        page = open_page(browser, system)
+        page.open("/schedules")
+        page.wait(lambda: sid in page.row_keys("schedules"), "the schedule's row")
+        assert page.text("#view-title") == words["schedules"]
+        assert page.text('[data-nav="schedules"]') == words["schedules"]
+        headers = page.js(
+            "return [...document.querySelectorAll('[data-role=schedules] th')]"
+            ".map((th) => th.textContent)"
+        )
+        assert words["col_trigger"] in headers
+        assert words["schedule_count"] in page.text('[data-role="status"]')
+        assert page.cell_text("schedules", sid, 1) == words["active"]
+        assert page.cell_text("schedules", sid, 2) == words["once"]
+        pause = f'tr[data-key="{sid}"] button[data-action="pause"]'
+        assert page.text(pause) == words["pause"]
+        page.click(pause)
+        page.wait(lambda: page.cell_text("schedules", sid, 1) == words["paused"], "paused")
+        resume = f'tr[data-key="{sid}"] button[data-action="resume"]'
+        assert page.text(resume) == words["resume"]
+        page.screenshot(f"schedules-{lang}")
+
+        run_id = submit(system, f"sched-{lang}")
+        ops = NatsOps(Settings.from_env({**system.env, "PYOCO_NATS_URL": system.nats_url}))
+        try:
+            ops.update_run(run_id, schedule_id=sid, schedule_nominal_at=1_800_000_000.0)
+        finally:
+            ops.close()
+        page.open(f"/runs/{run_id}")
+        page.wait(lambda: sid in (page.text('[data-role="facts"]') or ""), "the schedule fact")
+        terms = page.js(
+            "return [...document.querySelectorAll('[data-role=facts] dt')]"
+            ".map((d) => d.textContent)"
+        )
+        assert words["schedule_fact"] in terms
+        assert words["nominal"] in page.text('[data-role="facts"]')
+    finally:
+        httpx.delete(system.url + f"/schedules/{sid}", timeout=10)
 
 
 @pytest.mark.parametrize("lang", ["ja", "en"])

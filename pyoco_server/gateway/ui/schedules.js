@@ -4,35 +4,28 @@
 import { getJson, request } from "./api.js";
 import { cell, h, role, setText, syncRows } from "./dom.js";
 import { badge, runLink, timeElement } from "./format.js";
+import { t } from "./i18n.js";
 import { REFRESH_MS, clearError, describe, every, notify, showError } from "./view.js";
 
-// Every text this module shows, in one place (to move into the message catalog).
-export const SCHEDULE_TEXT = {
-  title: "Schedules",
-  caption: "Schedules, newest first",
-  columns: ["Schedule", "Status", "Trigger", "Next fire", "Last run", "Fired / skipped / missed", "Actions"],
-  none: "No schedule yet. Create one with POST /schedules or `pyoco-client schedule create`.",
-  count: (n, active) => `${n} schedule${n === 1 ? "" : "s"}, ${active} active · updated live`,
-  pause: "Pause",
-  resume: "Resume",
-  paused: (id) => `Schedule ${id} paused.`,
-  resumed: (id) => `Schedule ${id} resumed.`,
-  failed: (error) => `The change was not applied: ${error}`,
-  every: (seconds) => `every ${seconds} s`,
-  once: "once",
-  scheduleFact: "Schedule",
-  nominal: (when) => ` (slot ${when})`,
-};
+const COLUMNS = [
+  "schedules.colSchedule",
+  "schedules.colStatus",
+  "schedules.colTrigger",
+  "schedules.colNextFire",
+  "schedules.colLastRun",
+  "schedules.colCounters",
+  "schedules.colActions",
+];
 
 function triggerText(schedule) {
   if (schedule.schedule_type === "cron") {
     return `${schedule.cron} (${schedule.timezone || "UTC"})`;
   }
   if (schedule.schedule_type === "interval") {
-    return SCHEDULE_TEXT.every(schedule.interval_seconds);
+    return t("schedules.every", { s: schedule.interval_seconds });
   }
   if (schedule.schedule_type === "once") {
-    return SCHEDULE_TEXT.once;
+    return t("schedules.once");
   }
   return schedule.schedule_type || "—";
 }
@@ -42,9 +35,9 @@ async function setPaused(schedule, paused) {
     await request("PATCH", `/schedules/${encodeURIComponent(schedule.schedule_id)}`, {
       body: { paused },
     });
-    notify((paused ? SCHEDULE_TEXT.paused : SCHEDULE_TEXT.resumed)(schedule.schedule_id));
+    notify(t(paused ? "schedules.paused" : "schedules.resumed", { id: schedule.schedule_id }));
   } catch (error) {
-    notify(SCHEDULE_TEXT.failed(describe(error)), "error");
+    notify(t("schedules.failed", { reason: describe(error) }), "error");
   }
   window.dispatchEvent(new Event("pyoco:reload"));
 }
@@ -75,7 +68,7 @@ function renderRow(row, schedule) {
     const button = h(
       "button",
       { type: "button", "data-action": pausing ? "pause" : "resume" },
-      pausing ? SCHEDULE_TEXT.pause : SCHEDULE_TEXT.resume,
+      t(pausing ? "schedules.pause" : "schedules.resume"),
     );
     button.addEventListener("click", () => setPaused(schedule, pausing));
     return button;
@@ -83,11 +76,11 @@ function renderRow(row, schedule) {
 }
 
 function buildView() {
-  const head = h("tr", {}, ...SCHEDULE_TEXT.columns.map((name) => h("th", { scope: "col" }, name)));
+  const head = h("tr", {}, ...COLUMNS.map((key) => h("th", { scope: "col" }, t(key))));
   return h(
     "section",
     { class: "view", "aria-labelledby": "view-title" },
-    h("h1", { id: "view-title", tabindex: "-1" }, SCHEDULE_TEXT.title),
+    h("h1", { id: "view-title", tabindex: "-1" }, t("schedules.title")),
     h("p", { class: "view-status", "data-role": "status", "aria-live": "polite" }),
     h(
       "div",
@@ -95,7 +88,7 @@ function buildView() {
       h(
         "table",
         { class: "data responsive", "data-role": "schedules" },
-        h("caption", { class: "visually-hidden" }, SCHEDULE_TEXT.caption),
+        h("caption", { class: "visually-hidden" }, t("schedules.caption")),
         h("thead", {}, head),
         h("tbody"),
       ),
@@ -117,7 +110,7 @@ export function mountSchedules(main, { signal }) {
       syncRows(tbody, list, (schedule) => schedule.schedule_id, renderRow);
       clearError(view);
       const active = list.filter((schedule) => schedule.status === "ACTIVE").length;
-      setText(status, list.length ? SCHEDULE_TEXT.count(list.length, active) : SCHEDULE_TEXT.none);
+      setText(status, list.length ? t("schedules.count", { n: list.length, active }) : t("schedules.none"));
       view.dataset.loaded = "true";
     },
     signal,
@@ -131,10 +124,10 @@ export function scheduleFacts(run) {
     return [];
   }
   const nominal = run.schedule_nominal_at
-    ? h("span", { class: "muted" }, SCHEDULE_TEXT.nominal(new Date(run.schedule_nominal_at * 1000).toISOString()))
+    ? h("span", { class: "muted" }, t("schedules.nominal", { when: new Date(run.schedule_nominal_at * 1000).toISOString() }))
     : null;
   return [
-    h("dt", {}, SCHEDULE_TEXT.scheduleFact),
+    h("dt", {}, t("schedules.fact")),
     h("dd", {}, h("a", { href: "#/schedules", class: "mono" }, run.schedule_id), nominal),
   ];
 }
