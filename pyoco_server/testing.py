@@ -150,6 +150,7 @@ def isolation_env(suffix: str | None = None) -> dict[str, str]:
         "PYOCO_WORKERS_KV_BUCKET": f"workers_{suffix}",
         "PYOCO_AUTH_KV_BUCKET": f"auth_{suffix}",
         "PYOCO_IDEMPOTENCY_KV_BUCKET": f"idem_{suffix}",
+        "PYOCO_SPAWN_KV_BUCKET": f"spawn_{suffix}",
     }
 
 

@@ -26,6 +26,7 @@ def isolated_settings(url: str, **overrides: object) -> Settings:
         "workers_kv_bucket": f"workers_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
+        "spawn_kv_bucket": f"spawn_{suffix}",
         # JetStream reserves a stream's max_bytes against the server's storage limit (75 % of
         # the free disk): with the default 512 MiB per DLQ stream, a session server runs out
         # after about a hundred tests ("insufficient storage resources available").

@@ -9,6 +9,7 @@ from typing import Any
 from ..config import Settings
 from ..nats_client import NatsConnection
 from ..runs import RunStore
+from .children.join import ChildJoin
 from .errors import nats_unavailable
 from .idempotency import IdempotencyStore
 from .reconciler import Reconciler
@@ -38,6 +39,7 @@ class GatewayServices:
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self.watchers = WatcherRegistry()
         self.reconciler = Reconciler(self)
+        self.children = ChildJoin(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -54,6 +56,7 @@ class GatewayServices:
         self._tasks = [
             loop.create_task(self.index_feed.run(self._stop)),
             loop.create_task(self.reconciler.run(self._stop)),
+            loop.create_task(self.children.run(self._stop)),
         ]
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ from ...model import WorkflowContext
 from ...runs import RunNotFound
 from ...workflow import parse_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
+from ..children.listing import list_children, parent_filter
 from ..errors import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
 from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
@@ -64,6 +65,10 @@ class RunsResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         query = list_query(req)
         caller = caller_of(req)
+        parent_run_id = parent_filter(req)
+        if parent_run_id is not None:
+            resp.media = await list_children(self.services, caller, parent_run_id, query)
+            return
         index = await self.services.fresh_index()
         page = index.select_page(
             caller.tenant_id,

@@ -1,0 +1,62 @@
+"""Child runs with real gateway and worker processes: suspension frees the slot, fan-in
+resumes the parent, tasks that already succeeded are not executed again."""
+
+from __future__ import annotations
+
+import pytest
+from childkit import RESOLVER, children_of, lines
+
+from pyoco_server.testing import start_system
+
+
+@pytest.fixture
+def system(nats_server, tmp_path):
+    with start_system(
+        nats_server.url,
+        tmp_path / "logs",
+        flow_resolver=RESOLVER,
+        tags=["fan"],
+        concurrency=1,
+        env={"PYOCO_RECONCILE_INTERVAL_SEC": "1"},
+    ) as started:
+        yield started
+
+
+def test_one_worker_at_concurrency_1_runs_a_parent_and_its_5_children(system, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    run_id = system.submit("parent", {"n": 5, "marker_dir": str(markers)}, tag="fan")
+    final = system.wait(run_id, timeout=60)
+
+    assert final["status"] == "COMPLETED", final
+    assert final["task_records"]["total"]["output"] == {"total": 0 + 1 + 4 + 9 + 16}
+    # The parent waited without its slot (the one slot ran the children meanwhile), and the
+    # task before the spawning one ran once although the parent was resumed.
+    assert lines(markers / "prepare.txt") == 1
+    assert lines(markers / "total.txt") == 1
+    assert [lines(markers / f"child-{i}.txt") for i in range(5)] == [1] * 5
+    expected = [f"{run_id}.fan_out.{i}" for i in range(5)]
+    assert final["child_run_ids"] == expected
+    children = children_of(system, run_id)
+    assert [c["run_id"] for c in children] == expected
+    assert {c["status"] for c in children} == {"COMPLETED"}
+    assert {c["parent_run_id"] for c in children} == {run_id}
+    assert {c["root_run_id"] for c in children} == {run_id}
+    assert {c["spawn_depth"] for c in children} == {1}
+
+
+def test_a_failed_child_fails_the_parent_by_default(system, tmp_path):
+    run_id = system.submit("parent", {"n": 3, "fail_at": 1}, tag="fan")
+    final = system.wait(run_id, timeout=60)
+    assert final["status"] == "FAILED"
+    assert f"{run_id}.fan_out.1 (FAILED)" in final["error"]
+    assert final["tasks"]["total"] == "PENDING"
+
+
+def test_continue_policy_collects_the_children_that_completed(system, tmp_path):
+    run_id = system.submit("parent", {"n": 4, "fail_at": 2, "policy": "continue"}, tag="fan")
+    final = system.wait(run_id, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["task_records"]["total"]["output"] == {"total": 0 + 1 + 9}
+    statuses = [c["status"] for c in children_of(system, run_id)]
+    assert statuses == ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED"]
