@@ -36,6 +36,7 @@ def fan_out(
     pause_after: int = -1,
     pause_file: str | None = None,
     child_sleep: float = 0.0,
+    detach: bool = False,
     marker_dir: str | None = None,
 ) -> int:
     """Spawn ``prepare`` children (optionally pausing after ``pause_after`` of them until
@@ -48,7 +49,7 @@ def fan_out(
             while not os.path.exists(pause_file):
                 time.sleep(0.05)
         params = {"i": i, "fail": i == fail_at, "sleep": child_sleep, "marker_dir": marker_dir}
-        handles.append(spawn("square", params, tag=child_tag))
+        handles.append(spawn("square", params, tag=child_tag, cancel_with_parent=not detach))
     children = wait(handles, on_child_failure=policy)
     return sum(c["results"].get("square", 0) for c in children if c["status"] == "COMPLETED")
 
@@ -65,13 +66,6 @@ def square(i: int, fail: bool = False, sleep: float = 0.0, marker_dir: str | Non
     if fail:
         raise RuntimeError(f"child {i} fails on purpose")
     return i * i
-
-
-def nap_child(seconds: float = 30.0) -> str:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        time.sleep(0.05)
-    return "woke"
 
 
 FLOWS = {

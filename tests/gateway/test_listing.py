@@ -216,4 +216,5 @@ async def test_counts_are_per_tenant(gateway):
         "FAILED",
         "CANCELLING",
         "CANCELLED",
+        "WAITING",
     }

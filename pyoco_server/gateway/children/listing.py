@@ -39,6 +39,16 @@ def parent_filter(req: falcon.asgi.Request) -> str | None:
     return values[0]
 
 
+def with_tree_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """``snapshot`` with the tree fields every run shows (a run nobody spawned is its own
+    root, at depth 0, without children)."""
+    snapshot.setdefault("parent_run_id", None)
+    snapshot.setdefault("root_run_id", snapshot.get("run_id"))
+    snapshot.setdefault("child_run_ids", [])
+    snapshot.setdefault("spawn_depth", 0)
+    return snapshot
+
+
 def tree_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
     """The list view of a run with its place in the tree."""
     summary = summarize(snapshot)
