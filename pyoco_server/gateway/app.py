@@ -8,6 +8,7 @@ import falcon.asgi
 
 from ..config import Settings
 from .auth import install_auth
+from .children.routes import install_child_routes
 from .dashboard import install_dashboard
 from .errors import install_error_handling
 from .media import install_json_responses
@@ -82,6 +83,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/ready", ReadyResource(services))
     app.add_route("/runs", RunsResource(services))
     app.add_route("/runs/yaml", RunYamlResource(services))
+    install_child_routes(app, services)
     app.add_route("/runs/counts", RunCountsResource(services))
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))

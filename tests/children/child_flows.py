@@ -82,3 +82,8 @@ def resolve(flow_name: str) -> Flow | None:
     for func in funcs:
         flow >> Task(func=func, name=func.__name__)
     return flow
+
+
+def report(fan: dict[str, Any]) -> int:
+    """The square a bundle's spawned child computed."""
+    return fan["results"]["square"]

@@ -81,7 +81,6 @@ class SpawnScope:
         *,
         max_depth: int,
         max_children: int,
-        bundle: Callable[[str], str | None] | None = None,
     ) -> None:
         context = job.get("spawn_context") or {}
         self.run_id: str = job["run_id"]
@@ -92,7 +91,8 @@ class SpawnScope:
         self.known_ids: set[str] = set(context.get("child_run_ids") or ())
         self.max_depth = max_depth
         self.max_children = max_children
-        self.bundle = bundle
+        #: Workflow YAML by name, for a run of a spawn bundle (``POST /runs/bundle``).
+        self.bundle: dict[str, str] = dict(job.get("bundle_workflows") or {})
         self._send = send
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -151,7 +151,7 @@ class SpawnScope:
         *,
         tag: str | None = None,
         cancel_with_parent: bool = True,
-        workflow: str | None = None,
+        workflow_yaml: str | None = None,
     ) -> ChildHandle:
         task = getattr(self._local, "task", None)
         if task is None:
@@ -180,11 +180,22 @@ class SpawnScope:
                 "cancel_with_parent": bool(cancel_with_parent),
                 "task": task,
             }
-            if workflow is not None:
-                request["workflow_yaml"] = workflow
+            if workflow_yaml is not None:
+                request["workflow_yaml"] = workflow_yaml
             self.requests[child_id] = request
         self._send({"type": "spawn", "run_id": self.run_id, "request": request})
         return ChildHandle(child_id, flow_name, request["tag"] or "")
+
+    def spawn_workflow(
+        self, workflow: str, params: dict[str, Any], *, cancel_with_parent: bool = True
+    ) -> ChildHandle:
+        """Spawn ``workflow`` of this run's bundle (the flow name is the workflow's name)."""
+        text = self.bundle.get(workflow)
+        if text is None:
+            raise SpawnError(f"workflow {workflow!r} is not in this run's bundle")
+        return self.spawn(
+            workflow, params, cancel_with_parent=cancel_with_parent, workflow_yaml=text
+        )
 
     def wait(
         self, handles: Iterable[ChildHandle | str], *, on_child_failure: str = FAIL
@@ -236,6 +247,11 @@ def activate(scope: SpawnScope | None) -> None:
     global _current
     with _current_lock:
         _current = scope
+
+
+def current_scope() -> SpawnScope:
+    """The scope of the run being executed; :class:`SpawnError` outside a worker's task."""
+    return _scope()
 
 
 def _scope() -> SpawnScope:

@@ -91,7 +91,7 @@ def child_job(parent_job: dict[str, Any], request: dict[str, Any]) -> dict[str, 
     job["root_run_id"] = parent_job.get("root_run_id") or parent_job["run_id"]
     job["spawn_depth"] = int(parent_job.get("spawn_depth") or 0) + 1
     job["cancel_with_parent"] = bool(request.get("cancel_with_parent", True))
-    for key in ("bundle", "bundle_sha256"):
+    for key in ("bundle_workflows", "bundle_sha256"):
         if key in parent_job:
             job[key] = parent_job[key]
     return job
