@@ -35,10 +35,10 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from pyoco_server.auth import ApiKeyStore, RecordCache, keyed_hash
+from pyoco_server.api_keys import ApiKeyStore, RecordCache, keyed_hash
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
-from pyoco_server.gateway.auth import AnonymousContext, ApiKeyAuthMiddleware
+from pyoco_server.gateway.auth_middleware import AnonymousContext, ApiKeyAuthMiddleware
 from pyoco_server.log import configure_logging
 from pyoco_server.nats_client import NatsConnection
 

@@ -27,7 +27,7 @@ import uuid
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
-from pyoco_server.gateway.dlq import DeadLetterQueue
+from pyoco_server.gateway.dead_letters import DeadLetterQueue
 from pyoco_server.gateway.tenancy import Caller
 from pyoco_server.jobs import build_job
 from pyoco_server.nats_client import connect, ensure_resources

@@ -51,7 +51,7 @@ from list_runs import measure as measure_list  # noqa: E402
 from list_runs import store_runs  # noqa: E402
 from worker_drain import Workers, rss_kib  # noqa: E402
 
-from pyoco_server.auth import ApiKeyStore  # noqa: E402
+from pyoco_server.api_keys import ApiKeyStore  # noqa: E402
 from pyoco_server.config import Settings, env_var  # noqa: E402
 from pyoco_server.embedded import EmbeddedNats, find_nats_server, free_port  # noqa: E402
 from pyoco_server.jobs import (  # noqa: E402

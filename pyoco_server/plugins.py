@@ -20,7 +20,9 @@ from .errors import PluginLoadError
 ENTRY_POINT_GROUP = "pyoco_server"
 OWN_DISTRIBUTION = "pyoco-server"
 
-#: Built-in plugins, in registration order; each is ``pyoco_server.builtin.<name>``.
+#: Built-in plugins, in registration order (pluggy calls the last registered first); each is
+#: ``pyoco_server.builtin.<name>``. The only list of them: pyproject.toml declares no entry
+#: points for them (its entry points could not keep this order).
 BUILTIN_PLUGINS: tuple[str, ...] = ("yaml_policy", "sha256", "dlq", "yaml_flow", "flow_resolver")
 
 SOURCE_BUILTIN = "built-in"
@@ -137,9 +139,6 @@ def _import_path_plugin(spec: str) -> Any:
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     found: dict[str, importlib.metadata.EntryPoint] = {}
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = entry_point.dist.name if entry_point.dist else None
-        if dist and dist.replace("_", "-").lower() == OWN_DISTRIBUTION:
-            continue
         found.setdefault(entry_point.name, entry_point)
     return found
 

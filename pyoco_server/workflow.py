@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import PolicyViolation
-from .model import ResolvedFlow
+from .model import ResolvedFlow, WorkflowContext
 from .text import has_lone_surrogate
 
 #: Keys pyoco 0.8 accepts in a single-flow file, per level.
@@ -70,6 +70,19 @@ def parse_workflow_yaml(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise PolicyViolation(
             "invalid_encoding", "workflow YAML escapes a lone UTF-16 surrogate, which is not text"
         )
+    return document
+
+
+def check_workflow_yaml(pm: Any, raw: bytes, context: WorkflowContext) -> dict[str, Any]:
+    """Parse an uploaded workflow and run every ``pyoco_check_workflow_yaml`` hook on it.
+
+    The one policy check of a workflow YAML, wherever it happens (``POST /runs/yaml``, a
+    redrive, the worker before building): parsing caps it at ``PYOCO_WORKFLOW_YAML_MAX_BYTES``
+    of ``context.settings``. Returns the accepted document; raises :class:`PolicyViolation`
+    (from the parser or from a hook) otherwise.
+    """
+    document = parse_workflow_yaml(raw, context.settings.workflow_yaml_max_bytes)
+    pm.hook.pyoco_check_workflow_yaml(document=document, raw=raw, context=context)
     return document
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pyoco_server.auth import ApiKeyRejected, ApiKeyStore, open_auth_kv
+from pyoco_server.api_keys import ApiKeyRejected, ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings
 from pyoco_server.embedded import free_port
 

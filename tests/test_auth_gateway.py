@@ -14,11 +14,11 @@ import falcon.inspect
 import pytest
 from falcon.testing import ASGIConductor
 
-from pyoco_server.auth import ApiKeyStore, RecordCache, open_auth_kv
+from pyoco_server.api_keys import ApiKeyStore, RecordCache, open_auth_kv
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.gateway.app import create_app
-from pyoco_server.gateway.auth import (
+from pyoco_server.gateway.auth_middleware import (
     OPEN_PATHS,
     AnonymousContext,
     ApiKeyAuthMiddleware,

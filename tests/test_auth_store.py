@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pyoco_server.auth import (
+from pyoco_server.api_keys import (
     ApiKeyNotFound,
     ApiKeyRejected,
     ApiKeyStore,

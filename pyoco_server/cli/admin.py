@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client
 
-from ..auth import (
+from ..api_keys import (
     ApiKeyStore,
     AuthBackendUnavailable,
     InvalidKeyRequest,

@@ -7,11 +7,12 @@ from typing import Any
 import falcon.asgi
 
 from ..config import Settings
-from .auth import install_auth
+from .auth_middleware import install_auth
 from .children.routes import install_child_routes
 from .dashboard import install_dashboard
-from .errors import install_error_handling
+from .error_responses import install_error_handling
 from .media import install_json_responses
+from .reconciler import Reconciler
 from .resources.dlq import (
     DlqBulkRedriveResource,
     DlqEntryResource,
@@ -36,42 +37,65 @@ from .resources.system import (
     WorkersResource,
 )
 from .services import GatewayServices
+from .watch import WatcherRegistry
 
 
 class Lifespan:
-    """Falcon middleware: start the gateway's services at start-up, stop them at shutdown."""
+    """Falcon middleware: start the gateway's services and reconciler at start-up, stop them
+    at shutdown."""
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, reconciler: Reconciler) -> None:
         self.services = services
+        self.reconciler = reconciler
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self.services.start()
+        await self.reconciler.start()
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self.reconciler.stop()
         await self.services.stop()
 
 
 class GatewayApp(falcon.asgi.App):
-    """The Falcon ASGI application of the gateway, with its :class:`GatewayServices`."""
+    """The Falcon ASGI application of the gateway, with its :class:`GatewayServices`, its
+    :class:`Reconciler` and the registry of its watch streams."""
 
-    def __init__(self, services: GatewayServices, **options: Any) -> None:
+    def __init__(
+        self,
+        services: GatewayServices,
+        reconciler: Reconciler,
+        watchers: WatcherRegistry,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.services = services
+        self.reconciler = reconciler
+        self.watchers = watchers
 
     async def end_streams(self) -> None:
         """End the open watch streams (call it when the server begins to shut down: they
         would otherwise keep their connections, and so the shutdown, open)."""
-        await self.services.watchers.close_all()
+        await self.watchers.close_all()
+
+
+def build_reconciler(services: GatewayServices) -> Reconciler:
+    """The reconciler of a gateway, reading and writing through ``services``."""
+    return Reconciler(services.settings, services.nats, services.fresh_index, services.run_store)
 
 
 def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None) -> GatewayApp:
     """The gateway application for ``settings`` with the plugin manager ``pm``.
 
     The authentication middleware runs first (it sets ``req.context.tenant_id`` and
-    ``api_key_id`` for the resources); ``middleware`` runs after it, in order.
+    ``api_key_id`` for the resources); ``middleware`` runs after it, in order. This is the
+    composition root: the services, the reconciler and the watch registry are built here and
+    each is handed what it uses.
     """
     services = GatewayServices(settings, pm)
-    app = GatewayApp(services, middleware=[Lifespan(services)])
+    reconciler = build_reconciler(services)
+    watchers = WatcherRegistry()
+    app = GatewayApp(services, reconciler, watchers, middleware=[Lifespan(services, reconciler)])
     install_auth(app, settings, services.nats)
     for component in middleware or []:
         app.add_middleware(component)
@@ -88,14 +112,14 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
-    app.add_route("/runs/{run_id}/watch", RunWatchResource(services))
+    app.add_route("/runs/{run_id}/watch", RunWatchResource(services, watchers))
     app.add_route("/workers", WorkersResource(services))
     app.add_route("/dlq", DlqResource(services))
     app.add_route("/dlq/redrive", DlqBulkRedriveResource(services))
     app.add_route("/dlq/{seq}", DlqEntryResource(services))
     app.add_route("/dlq/{seq}/redrive", DlqRedriveResource(services))
     app.add_route("/plugins", PluginsResource(pm))
-    app.add_route("/metrics", MetricsResource(services))
+    app.add_route("/metrics", MetricsResource(services, watchers))
     app.add_route("/openapi.json", OpenApiResource())
     install_dashboard(app, settings)
     return app

@@ -26,7 +26,7 @@ import falcon.asgi
 
 from .. import __version__
 from ..config import Settings
-from .errors import NO_SUCH_ENDPOINT, ApiError
+from .error_responses import NO_SUCH_ENDPOINT, ApiError
 
 #: Where the dashboard's files live inside the package.
 ASSET_PACKAGE = "pyoco_server.gateway"

@@ -5,7 +5,8 @@ of ``tenant + key``, so keys are scoped per tenant and never stored in clear. Th
 *claims* the key with an atomic KV create (state ``pending``, the run id it will create and a
 fingerprint of the request); concurrent duplicates lose the create, wait until the claim is
 ``done`` and answer with its run id. A failed submit releases the claim so a retry can proceed;
-a claim left ``pending`` by a crashed gateway is taken over after ``stale_after_sec``. The same
+a claim left ``pending`` by a crashed gateway is taken over after ``stale_after_sec``
+(:mod:`.kv_claim`). The same
 key with a different request is refused (422), a duplicate still waiting after ``wait_sec``
 gets 409.
 """
@@ -13,7 +14,6 @@ gets 409.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import time
@@ -21,9 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-
-from .errors import IDEMPOTENCY_IN_PROGRESS, ApiError, invalid
+from .error_responses import IDEMPOTENCY_IN_PROGRESS, ApiError, invalid
+from .kv_claim import Held, claim_key
 
 PENDING = "pending"
 DONE = "done"
@@ -76,32 +75,26 @@ class IdempotencyStore:
         """Claim ``key`` for a new run, or return the run an earlier request created."""
         kv_key = record_key(tenant_id, key)
         deadline = time.monotonic() + self.wait_sec
-        while True:
-            run_id = str(uuid.uuid4())
-            try:
-                revision = await self.kv.create(kv_key, self._record(PENDING, run_id, fingerprint))
-                return Claim(kv_key, revision, run_id, fingerprint)
-            except KeyWrongLastSequenceError:
-                pass
-            try:
-                entry = await self.kv.get(kv_key)
-            except KeyNotFoundError:
-                continue  # released meanwhile: try to claim it again
-            record = json.loads(entry.value)
+
+        def may_take_over(record: dict[str, Any]) -> bool:
             if record.get("fingerprint") != fingerprint:
                 raise invalid(
                     "this Idempotency-Key was already used for a different request",
                     [{"field": "Idempotency-Key", "message": "reused with another request"}],
                 )
-            if record.get("state") == DONE:
-                return Replay(record["run_id"])
-            if time.time() - float(record.get("at", 0)) > self.stale_after_sec:
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    revision = await self.kv.update(
-                        kv_key, self._record(PENDING, run_id, fingerprint), last=entry.revision
-                    )
-                    return Claim(kv_key, revision, run_id, fingerprint)
-                continue
+            stale = time.time() - float(record.get("at", 0)) > self.stale_after_sec
+            return record.get("state") != DONE and stale
+
+        while True:
+            run_id = str(uuid.uuid4())
+            data = self._record(PENDING, run_id, fingerprint)
+            held = await claim_key(self.kv, kv_key, data, may_take_over)
+            if held is None:
+                continue  # released or taken over meanwhile: try to claim it again
+            if not isinstance(held, Held):
+                return Claim(kv_key, held, run_id, fingerprint)
+            if held.record.get("state") == DONE:
+                return Replay(held.record["run_id"])
             if time.monotonic() >= deadline:
                 raise ApiError(
                     409,

@@ -18,7 +18,7 @@ from falcon.media import JSONHandler, MultipartFormHandler
 from falcon.util.mediatypes import parse_header
 
 from ..text import has_lone_surrogate, json_may_hold_surrogates
-from .errors import BODY_TOO_LARGE, ApiError, invalid
+from .error_responses import BODY_TOO_LARGE, ApiError, invalid
 
 
 @dataclass(frozen=True)

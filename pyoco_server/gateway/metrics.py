@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .queues import oldest_waiting_ages
 from .services import GatewayServices
+from .watch import WatcherRegistry
 from .workers import WORKER_STATES, list_workers, serving
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
@@ -85,8 +86,8 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
-    async def render(self, services: GatewayServices) -> bytes:
-        """Gather the figures from NATS and return the exposition text."""
+    async def render(self, services: GatewayServices, watchers: WatcherRegistry) -> bytes:
+        """Gather the figures from NATS (and ``watchers``) and return the exposition text."""
         settings = services.settings
         js = services.nats.js
         prefix = settings.work_subject_prefix + "."
@@ -133,7 +134,7 @@ class GatewayMetrics:
                 sum(1 for worker in workers if worker["state"] == state)
             )
         self.dlq_messages.set(dlq.state.messages)
-        self.watchers_open.set(services.watchers.open)
+        self.watchers_open.set(watchers.open)
         for gauge in (
             self.queue_depth,
             self.queue_pending,

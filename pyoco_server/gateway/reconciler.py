@@ -34,20 +34,21 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from nats.js.errors import NotFoundError
 
+from ..config import Settings
 from ..errors import err_id, msg_id
 from ..jobs import InvalidJob, build_job, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, CANCELLING, FAILED, PENDING, RUNNING, is_terminal
-from ..runs import RunNotFound
-from .dlq import DeadLetterQueue
+from ..nats_client import NatsConnection
+from ..runs import RunNotFound, RunStore
+from .dead_letters import DeadLetterQueue
+from .run_index import RunIndex
 from .workers import epoch_seconds
-
-if TYPE_CHECKING:
-    from .services import GatewayServices
 
 log = get_logger(__name__)
 
@@ -163,19 +164,48 @@ def _job_from_snapshot(snapshot: dict[str, Any]) -> dict[str, Any] | None:
 class Reconciler:
     """The gateway's reconciliation loop and advisory subscription."""
 
-    def __init__(self, services: GatewayServices) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(
+        self,
+        settings: Settings,
+        nats: NatsConnection,
+        fresh_index: Callable[[], Awaitable[RunIndex]],
+        run_store: Callable[[], Awaitable[RunStore]],
+    ) -> None:
+        """:param fresh_index: the run index, caught up (503 while it cannot be).
+        :param run_store: the run store (raises while NATS is down)."""
+        self.settings = settings
+        self.nats = nats
+        self.fresh_index = fresh_index
+        self.run_store = run_store
         self._subscription: Any = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     # -- life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Follow the advisories (when NATS is up already) and start the loop."""
+        self._stop = asyncio.Event()
+        if self.nats.connected:
+            with contextlib.suppress(Exception):  # retried by the loop
+                await self.subscribe()
+        self._task = asyncio.get_running_loop().create_task(self.run(self._stop))
+
+    async def stop(self) -> None:
+        """Stop the loop (bounded) and the advisory subscription."""
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait([self._task], timeout=5)
+            self._task = None
+        await self.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile every ``PYOCO_RECONCILE_INTERVAL_SEC`` until ``stop``; never raises."""
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.reconcile_interval_sec)
-            if stop.is_set() or not self.services.nats.connected:
+            if stop.is_set() or not self.nats.connected:
                 continue
             try:
                 await self.subscribe()
@@ -185,8 +215,8 @@ class Reconciler:
 
     async def subscribe(self) -> None:
         """Follow the MaxDeliver advisories of the work stream's consumers (once connected)."""
-        nc = self.services.nats.nc
-        if self._subscription is not None or nc is None or not self.services.nats.connected:
+        nc = self.nats.nc
+        if self._subscription is not None or nc is None or not self.nats.connected:
             return
         subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.settings.work_stream}.*"
         self._subscription = await nc.subscribe(subject, cb=self._on_max_deliveries)
@@ -202,7 +232,7 @@ class Reconciler:
     async def reconcile_once(self) -> list[str]:
         """One pass over the silent RUNNING/CANCELLING runs; returns the runs this gateway
         ended."""
-        index = await self.services.fresh_index()
+        index = await self.fresh_index()
         now = time.time()
         bound = self.settings.run_lost_after_sec
         silent = []
@@ -224,7 +254,7 @@ class Reconciler:
         return ended
 
     async def _reconcile_run(self, run_id: str, consumers: dict[str, Any]) -> bool:
-        store = await self.services.run_store()
+        store = await self.run_store()
         try:
             snapshot, _ = await store.get(run_id)
         except RunNotFound:
@@ -270,7 +300,7 @@ class Reconciler:
     async def _consumer(self, tag: str, consumers: dict[str, Any]) -> Any:
         if tag not in consumers:
             try:
-                consumers[tag] = await self.services.nats.js.consumer_info(
+                consumers[tag] = await self.nats.js.consumer_info(
                     self.settings.work_stream, self.settings.consumer_name(tag)
                 )
             except NotFoundError:
@@ -286,7 +316,7 @@ class Reconciler:
         self, snapshot: dict[str, Any], age: float | None, consumers: dict[str, Any]
     ) -> tuple[str, dict[str, Any] | None, int | None, Any]:
         """Whether the run's job can still reach a worker: ``(verdict, job, seq, consumer)``."""
-        js = self.services.nats.js
+        js = self.nats.js
         settings = self.settings
         tag = snapshot.get("tag") or settings.default_tag
         consumer = await self._consumer(tag, consumers)
@@ -341,7 +371,7 @@ class Reconciler:
     async def end_exhausted(self, seq: int, deliveries: Any) -> bool:
         """End the run of the job at work-stream sequence ``seq``, which exhausted its
         deliveries; returns whether this gateway wrote its terminal snapshot."""
-        js = self.services.nats.js
+        js = self.nats.js
         try:
             message = await js.get_msg(self.settings.work_stream, seq)
         except NotFoundError:
@@ -356,7 +386,7 @@ class Reconciler:
         tag = job.get("tag") or self.settings.default_tag
         consumer = await self._consumer(tag, {})
         max_deliver = self._max_deliver(consumer)
-        store = await self.services.run_store()
+        store = await self.run_store()
         try:
             current, _ = await store.get(run_id)
         except RunNotFound:
@@ -438,7 +468,7 @@ class Reconciler:
                 "run's workflow is never stored in KV)"
             )
         try:
-            await DeadLetterQueue(self.services.nats.js, self.settings).publish(
+            await DeadLetterQueue(self.nats.js, self.settings).publish(
                 entry, f"{reason}:{snapshot['run_id']}:{attempt}"
             )
         except Exception as exc:
@@ -454,7 +484,7 @@ class Reconciler:
     async def _delete_job(self, seq: int) -> None:
         """Remove a job no worker will take from the work stream (already gone: fine)."""
         try:
-            await self.services.nats.js.delete_msg(self.settings.work_stream, seq)
+            await self.nats.js.delete_msg(self.settings.work_stream, seq)
         except NotFoundError:
             pass
         except Exception as exc:

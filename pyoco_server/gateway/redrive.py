@@ -33,16 +33,17 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from ..errors import PolicyViolation
 from ..jobs import MSG_ID_HEADER, InvalidJob, decode_job, message_id
 from ..log import get_logger
 from ..model import PENDING, WorkflowContext, is_terminal
 from ..runs import RunNotFound
-from ..workflow import parse_workflow_yaml
-from .dlq import DeadLetterQueue
-from .errors import NATS_OUTAGE_ERRORS, NATS_UNAVAILABLE, ApiError, cannot_redrive
+from ..workflow import check_workflow_yaml
+from .dead_letters import DeadLetterQueue
+from .error_responses import NATS_OUTAGE_ERRORS, NATS_UNAVAILABLE, ApiError, cannot_redrive
+from .kv_claim import claim_key, read_record
 from .services import GatewayServices
 from .submit import encoded_job, publish_job, submit_run
 from .tenancy import Caller
@@ -167,17 +168,8 @@ class RedriveMarkers:
         self.kv = kv
 
     async def read(self, key: str) -> tuple[dict[str, Any], int] | None:
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        try:
-            value = json.loads(entry.value)
-        except ValueError:
-            value = {}
-        return (value if isinstance(value, dict) else {}), entry.revision
+        """The marker at ``key`` and its revision (``None``: no marker)."""
+        return await read_record(self.kv, key)
 
     async def claim(self, key: str, entry: dict[str, Any]) -> int:
         """Claim entry ``seq`` for this redrive; returns the marker's revision."""
@@ -189,24 +181,18 @@ class RedriveMarkers:
             "tenant_id": entry.get("tenant_id"),
         }
         data = json.dumps(record).encode()
-        for _ in range(3):
-            try:
-                return await self.kv.create(key, data)
-            except KeyWrongLastSequenceError:
-                pass
-            found = await self.read(key)
-            if found is None:
-                continue
-            marker, revision = found
-            refusal = refusal_for(entry["seq"], marker)
+
+        def may_take_over(marker: dict[str, Any]) -> bool:
             if marker.get("state") == DONE or time.time() - float(marker.get("at") or 0) < (
                 CLAIM_STALE_SEC
             ):
-                raise refusal
-            try:
-                return await self.kv.update(key, data, last=revision)
-            except KeyWrongLastSequenceError:
-                raise refusal from None
+                raise refusal_for(entry["seq"], marker)
+            return True
+
+        for _ in range(3):
+            revision = await claim_key(self.kv, key, data, may_take_over)
+            if isinstance(revision, int):
+                return revision
         raise cannot_redrive(
             entry["seq"], "redrive_in_progress", f"dead letter {entry['seq']} is being redriven"
         )
@@ -390,12 +376,10 @@ class Redriver:
         text = job.get("workflow_yaml")
         if not text:
             return
-        raw = text.encode("utf-8")
-        document = parse_workflow_yaml(raw, self.settings.workflow_yaml_max_bytes)
-        self.services.pm.hook.pyoco_check_workflow_yaml(
-            document=document,
-            raw=raw,
-            context=WorkflowContext(
+        check_workflow_yaml(
+            self.services.pm,
+            text.encode("utf-8"),
+            WorkflowContext(
                 settings=self.settings,
                 flow_name=job["flow_name"],
                 tag=job.get("tag"),

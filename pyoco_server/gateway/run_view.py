@@ -13,7 +13,7 @@ from nats.js.errors import InvalidKeyError
 from ..model import PENDING
 from ..runs import RunNotFound, RunStore
 from .children.listing import with_tree_fields
-from .errors import run_not_found
+from .error_responses import run_not_found
 from .queues import queue_view
 from .tenancy import Caller
 from .workers import get_worker, worker_view

@@ -9,12 +9,9 @@ from typing import Any
 from ..config import Settings
 from ..nats_client import NatsConnection
 from ..runs import RunStore
-from .children.join import ChildJoin
-from .errors import nats_unavailable
+from .error_responses import nats_unavailable
 from .idempotency import IdempotencyStore
-from .reconciler import Reconciler
 from .run_index import RunIndex, RunIndexFeed
-from .watch import WatcherRegistry
 from .workers import list_workers
 
 #: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
@@ -24,8 +21,10 @@ WORKERS_CACHE_SEC = 1.0
 
 
 class GatewayServices:
-    """One per application: the NATS connection, the run index, the reconciler (lost runs,
-    exhausted jobs), handles to the buckets and the count of open watch streams."""
+    """One per application: the NATS connection, the run index and handles to the buckets.
+
+    The reconciler and the watch streams' registry are built beside it by
+    :func:`~pyoco_server.gateway.app.create_app`, which hands them what they use."""
 
     def __init__(self, settings: Settings, pm: Any) -> None:
         self.settings = settings
@@ -37,27 +36,17 @@ class GatewayServices:
         )
         self.index = RunIndex(settings.runs_kv_bucket)
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
-        self.watchers = WatcherRegistry()
-        self.reconciler = Reconciler(self)
-        self.children = ChildJoin(self)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers_cache: tuple[float, list[dict[str, Any]]] | None = None
 
     async def start(self) -> None:
-        """Connect to NATS (in the background), start following the runs bucket and start
-        reconciling."""
+        """Connect to NATS (in the background; waits a little for it) and start following the
+        runs bucket."""
         self._stop = asyncio.Event()
         await self.nats.start()
-        if await self.nats.wait_ready(timeout=STARTUP_NATS_WAIT_SEC):
-            with contextlib.suppress(Exception):  # retried by the reconciler's loop
-                await self.reconciler.subscribe()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self.index_feed.run(self._stop)),
-            loop.create_task(self.reconciler.run(self._stop)),
-            loop.create_task(self.children.run(self._stop)),
-        ]
+        await self.nats.wait_ready(timeout=STARTUP_NATS_WAIT_SEC)
+        self._tasks = [asyncio.get_running_loop().create_task(self.index_feed.run(self._stop))]
 
     async def stop(self) -> None:
         """Stop the background loops and close the NATS connection (bounded)."""
@@ -65,7 +54,6 @@ class GatewayServices:
         if self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait(self._tasks, timeout=5)
-        await self.reconciler.close()
         await self.nats.stop()
 
     async def fresh_index(self) -> RunIndex:

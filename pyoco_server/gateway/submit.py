@@ -25,7 +25,7 @@ from ..jobs import MSG_ID_HEADER, build_job, encode_job, message_id, pending_sna
 from ..log import get_logger
 from ..model import PENDING
 from ..runs import RunNotFound, RunStore
-from .errors import BODY_TOO_LARGE, ApiError, nats_unavailable
+from .error_responses import BODY_TOO_LARGE, ApiError, nats_unavailable
 from .idempotency import Replay
 from .services import GatewayServices
 from .tenancy import Caller

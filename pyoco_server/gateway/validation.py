@@ -16,7 +16,7 @@ import falcon.asgi
 
 from ..config import TAG_PATTERN, Settings
 from ..model import RUN_STATUSES
-from .errors import invalid
+from .error_responses import invalid
 
 MAX_FLOW_NAME_CHARS = 256
 MAX_TAG_CHARS = 64
@@ -26,8 +26,13 @@ LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
 MAX_RUN_ID_SEARCH_CHARS = 64
 #: A page cursor is a stream sequence number (an unsigned 64-bit integer).
-_CURSOR = re.compile(r"^[1-9][0-9]{0,19}\Z")
+CURSOR_PATTERN = re.compile(r"^[1-9][0-9]{0,19}\Z")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The ``include`` values of ``GET /runs``.
+LIST_INCLUDES = ("full",)
+#: Spellings of a boolean query parameter (:func:`flag`; matched after lower-casing).
+FLAG_TRUE_WORDS = ("1", "true", "yes", "on")
+FLAG_FALSE_WORDS = ("0", "false", "no", "off", "")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+\Z")
@@ -196,11 +201,11 @@ def list_query(req: falcon.asgi.Request) -> ListQuery:
     cursor = None
     raw_cursor = _single(req, "cursor", errors)
     if raw_cursor is not None:
-        if _CURSOR.match(raw_cursor) and int(raw_cursor) < 2**64:
+        if CURSOR_PATTERN.match(raw_cursor) and int(raw_cursor) < 2**64:
             cursor = int(raw_cursor)
         else:
             errors.add("cursor", "must be the Next-Cursor value of a previous page")
-    full = "full" in includes(req, ("full",), errors)
+    full = "full" in includes(req, LIST_INCLUDES, errors)
     errors.raise_if_any("query")
     return ListQuery(status=status, flow=flow, tag=tag, q=q, limit=limit, cursor=cursor, full=full)
 
@@ -242,7 +247,8 @@ def idempotency_key(req: falcon.asgi.Request) -> str | None:
 #: Longest ``reason`` accepted as a DLQ filter.
 MAX_DLQ_REASON_CHARS = 64
 MAX_RUN_ID_CHARS = 128
-#: A dead letter's ``seq`` (a stream sequence, at most 2**63 - 1).
+#: The largest stream sequence (a dead letter's ``seq``, a ``before`` cursor).
+MAX_STREAM_SEQ = 2**63 - 1
 _SEQ = re.compile(r"^[1-9][0-9]{0,18}\Z")
 
 
@@ -268,7 +274,7 @@ class DlqQuery:
 
 def dlq_seq(raw: str) -> int:
     """A dead letter's ``seq`` from the path; 422 when it is not a positive integer."""
-    if _SEQ.match(raw) and int(raw) < 2**63:
+    if _SEQ.match(raw) and int(raw) <= MAX_STREAM_SEQ:
         return int(raw)
     raise invalid(
         f"invalid dead-letter sequence {raw[:40]!r}: expected a positive integer",
@@ -305,7 +311,7 @@ def dlq_query(req: falcon.asgi.Request) -> DlqQuery:
     before = None
     raw_before = _single(req, "before", errors)
     if raw_before is not None:
-        if _SEQ.match(raw_before) and int(raw_before) < 2**63:
+        if _SEQ.match(raw_before) and int(raw_before) <= MAX_STREAM_SEQ:
             before = int(raw_before)
         else:
             errors.add("before", "must be a positive integer (a Next-Cursor value)")
@@ -323,9 +329,9 @@ def flag(req: falcon.asgi.Request, name: str, default: bool = False) -> bool:
     if raw is None:
         return default
     lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in FLAG_TRUE_WORDS:
         return True
-    if lowered in ("0", "false", "no", "off", ""):
+    if lowered in FLAG_FALSE_WORDS:
         return False
     raise invalid(
         f"invalid query: {name}: must be true or false",

@@ -43,7 +43,7 @@ from ..errors import err_id, msg_id
 from ..log import get_logger
 from ..model import is_terminal
 from ..runs import RunNotFound, RunStore
-from .errors import NATS_UNAVAILABLE, invalid
+from .error_responses import NATS_UNAVAILABLE, invalid
 from .run_view import RUN_INCLUDES, run_view
 from .validation import includes
 
@@ -58,7 +58,7 @@ LAST_EVENT_ID_HEADER = "Last-Event-ID"
 CONSUMER_INACTIVE_SEC = 5.0
 #: Bound of stopping a KV watch when a stream ends.
 STOP_TIMEOUT_SEC = 2.0
-_REVISION = re.compile(r"^[0-9]{1,20}$")
+REVISION_PATTERN = re.compile(r"^[0-9]{1,20}$")
 _GONE_OPERATIONS = frozenset({"DEL", "PURGE"})
 
 
@@ -95,7 +95,7 @@ def watch_query(req: Any, max_sec: float) -> WatchQuery:
     last_event_id = None
     header = req.get_header(LAST_EVENT_ID_HEADER)
     if header is not None and header.strip():
-        if _REVISION.match(header.strip()):
+        if REVISION_PATTERN.match(header.strip()):
             last_event_id = int(header)
         else:
             errors.append(

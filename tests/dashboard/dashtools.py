@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pyoco_server.auth import ApiKeyStore, open_auth_kv
+from pyoco_server.api_keys import ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings, env_var
 from pyoco_server.embedded import free_port
 from pyoco_server.nats_client import connect

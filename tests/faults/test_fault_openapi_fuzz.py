@@ -26,7 +26,7 @@ import pytest
 from faultkit import GatewayProcess
 from isolation import isolated_settings
 
-from pyoco_server.auth import ApiKeyStore
+from pyoco_server.api_keys import ApiKeyStore
 from pyoco_server.nats_client import connect
 
 EXAMPLES = os.environ.get("PYOCO_FUZZ_EXAMPLES", "25")

@@ -10,7 +10,7 @@ import time
 from gwtools import TENANT_HEADER, assert_error, stored_jobs
 from worker_support import YAML_FLOW
 
-from pyoco_server.gateway.dlq import DeadLetterQueue
+from pyoco_server.gateway.dead_letters import DeadLetterQueue
 from pyoco_server.gateway.tenancy import Caller
 from pyoco_server.jobs import build_job
 from pyoco_server.plugins import build_plugin_manager

@@ -72,7 +72,7 @@ async def test_invalid_keys_are_422(gateway):
 async def test_a_claim_still_pending_is_409_and_a_stale_one_is_taken_over(nc, gateway_settings):
     from nats.js.api import KeyValueConfig
 
-    from pyoco_server.gateway.errors import ApiError
+    from pyoco_server.gateway.error_responses import ApiError
     from pyoco_server.gateway.idempotency import Claim, IdempotencyStore, Replay
 
     kv = await nc.jetstream().create_key_value(

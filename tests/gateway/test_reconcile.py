@@ -14,6 +14,8 @@ from gwtools import stored_jobs
 from worker_support import make_job, open_store, submit, wait_for_run
 
 from pyoco_server.config import Settings
+from pyoco_server.gateway.app import build_reconciler
+from pyoco_server.gateway.reconciler import Reconciler
 from pyoco_server.gateway.services import GatewayServices
 from pyoco_server.jobs import encode_job, pending_snapshot
 from pyoco_server.plugins import build_plugin_manager
@@ -33,17 +35,20 @@ def quiet_settings(settings: Settings) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def gateways(settings: Settings, count: int) -> AsyncIterator[list[GatewayServices]]:
-    """``count`` independent gateways' services (own NATS connection, index, reconciler)."""
-    started = []
+async def gateways(settings: Settings, count: int) -> AsyncIterator[list[Reconciler]]:
+    """``count`` independent gateways' reconcilers (own NATS connection, index, reconciler)."""
+    started: list[tuple[GatewayServices, Reconciler]] = []
     try:
         for _ in range(count):
             services = GatewayServices(settings, build_plugin_manager(plugins=[]))
             await services.start()
-            started.append(services)
-        yield started
+            reconciler = build_reconciler(services)
+            started.append((services, reconciler))
+            await reconciler.start()
+        yield [reconciler for _, reconciler in started]
     finally:
-        for services in started:
+        for services, reconciler in started:
+            await reconciler.stop()
             await services.stop()
 
 
@@ -72,9 +77,7 @@ async def test_two_gateways_end_each_lost_run_exactly_once(nc, quiet_settings):
         # the job message is gone (never stored): nothing will ever deliver it again
         await silent_run(store, quiet_settings, job, age=30, job_stream_seq=10**9)
     async with gateways(quiet_settings, 2) as (first, second):
-        rounds = await asyncio.gather(
-            *(g.reconciler.reconcile_once() for g in (first, second, first, second))
-        )
+        rounds = await asyncio.gather(*(g.reconcile_once() for g in (first, second, first, second)))
     ended = [run_id for found in rounds for run_id in found]
     assert sorted(ended) == sorted(job["run_id"] for job in jobs)  # each once, by one gateway
     letters = await dead_letters(js, quiet_settings)
@@ -105,13 +108,13 @@ async def test_a_silent_run_whose_job_can_still_be_delivered_is_left_alone(nc, q
     await js.publish(quiet_settings.work_subject("default"), encode_job(unrecorded_job))
     unrecorded = await silent_run(store, quiet_settings, unrecorded_job, age=30)
     async with gateways(quiet_settings, 1) as (gateway,):
-        assert await gateway.reconciler.reconcile_once() == []
+        assert await gateway.reconcile_once() == []
         for kept in (run_id, fresh, unrecorded):
             assert (await store.get(kept))[0]["status"] == "RUNNING"
 
         # delivered MaxDeliver times and silent for longer than AckWait: never delivered again
         await store.update(run_id, lambda s: {**s, "num_delivered": 3}, "x")
-        assert await gateway.reconciler.reconcile_once() == [run_id]
+        assert await gateway.reconcile_once() == [run_id]
     snapshot, _ = await store.get(run_id)
     assert snapshot["status"] == "FAILED" and snapshot["error"].startswith("lost: worker w-dead")
     [entry] = await dead_letters(js, quiet_settings)
@@ -134,7 +137,7 @@ async def test_a_lost_cancelling_run_ends_cancelled_without_a_dead_letter(nc, qu
         tasks={"a": "SUCCEEDED", "b": "RUNNING", "c": "PENDING"},
     )
     async with gateways(quiet_settings, 1) as (gateway,):
-        assert await gateway.reconciler.reconcile_once() == [run_id]
+        assert await gateway.reconcile_once() == [run_id]
     snapshot, _ = await store.get(run_id)
     assert snapshot["status"] == "CANCELLED"
     assert snapshot["tasks"] == {"a": "SUCCEEDED", "b": "CANCELLED", "c": "CANCELLED"}

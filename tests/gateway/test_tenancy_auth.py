@@ -6,7 +6,7 @@ import json
 
 from gwtools import assert_error, start_gateway, stored_jobs
 
-from pyoco_server.auth import ApiKeyStore, open_auth_kv
+from pyoco_server.api_keys import ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings
 
 PEPPER = "gateway-tenancy-pepper-0123456789"

@@ -39,7 +39,7 @@ from ...worker.children.yaml_spawn import (
     SPAWN_CALLABLE,
     WORKFLOW_INPUT,
 )
-from ...workflow import parse_workflow_yaml, workflow_defaults
+from ...workflow import check_workflow_yaml, parse_workflow_yaml, workflow_defaults
 
 BUNDLE_KEYS = frozenset({"version", "workflows", "submit"})
 SUBMIT_KEYS = frozenset({"entry_workflow", "inputs"})
@@ -184,19 +184,15 @@ def parse_bundle(raw: bytes, pm: Any, context: WorkflowContext) -> Bundle:
             if isinstance(conf, dict) and conf.get("callable") == SPAWN_CALLABLE
         }
         text = yaml.safe_dump(rewritten, sort_keys=False, allow_unicode=True)
-        checked = parse_workflow_yaml(text.encode("utf-8"), settings.workflow_yaml_max_bytes)
+        workflow_context = WorkflowContext(
+            settings=settings,
+            flow_name=name,
+            tag=context.tag,
+            tenant_id=context.tenant_id,
+            where=context.where,
+        )
         try:
-            pm.hook.pyoco_check_workflow_yaml(
-                document=checked,
-                raw=text.encode("utf-8"),
-                context=WorkflowContext(
-                    settings=settings,
-                    flow_name=name,
-                    tag=context.tag,
-                    tenant_id=context.tenant_id,
-                    where=context.where,
-                ),
-            )
+            checked = check_workflow_yaml(pm, text.encode("utf-8"), workflow_context)
         except PolicyViolation as violation:
             raise PolicyViolation(
                 violation.reason, f"workflow {name!r}: {violation.detail}", violation.key

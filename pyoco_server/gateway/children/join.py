@@ -41,7 +41,8 @@ _PARENT_MARKER = b'"child_run_ids":["'
 
 
 class ChildJoin:
-    """One per gateway: see the module docstring."""
+    """One per gateway: see the module docstring. A Falcon middleware, so it starts and stops
+    with the application (after the services it uses)."""
 
     def __init__(self, services: GatewayServices) -> None:
         self.services = services
@@ -49,6 +50,17 @@ class ChildJoin:
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: Any = None
+        self._stop = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        self._stop = asyncio.Event()
+        self._loop_task = asyncio.get_running_loop().create_task(self.run(self._stop))
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        self._stop.set()
+        if self._loop_task is not None:
+            await asyncio.wait({self._loop_task}, timeout=10)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Subscribe (again after a failure) and sweep until ``stop``."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import falcon.asgi
 
 from ...runs import RunNotFound
-from ..errors import invalid
+from ..error_responses import invalid
 from ..run_index import summarize
 from ..tenancy import Caller
 from ..validation import MAX_RUN_ID_CHARS, ListQuery

@@ -13,7 +13,7 @@ from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
 from ...runs import RunNotFound
 from ...worker.children.tree import Continuations, publish
-from ..errors import ApiError, invalid, run_not_found
+from ..error_responses import ApiError, invalid, run_not_found
 from ..media import parse_multipart, read_body
 from ..run_view import run_view, visible_snapshot
 from ..services import GatewayServices
@@ -22,6 +22,7 @@ from ..tenancy import caller_of
 from ..validation import run_request
 from .approval import APPROVED, REJECTED, Decide
 from .bundle import parse_bundle
+from .join import ChildJoin
 
 log = get_logger(__name__)
 
@@ -145,7 +146,8 @@ class RunDecisionResource:
 
 
 def install_child_routes(app: falcon.asgi.App, services: GatewayServices) -> None:
-    """Add the bundle and approval routes."""
+    """Add the bundle and approval routes, and the fan-in / cascade service."""
+    app.add_middleware(ChildJoin(services))
     app.add_route("/runs/bundle", RunBundleResource(services))
     app.add_route("/runs/{run_id}/approve", RunDecisionResource(services, APPROVED))
     app.add_route("/runs/{run_id}/reject", RunDecisionResource(services, REJECTED))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 
-from ..dlq import DeadLetterQueue, dead_letter_not_found
+from ..dead_letters import DeadLetterQueue, dead_letter_not_found
 from ..redrive import Redriver
 from ..services import GatewayServices
 from ..tenancy import caller_of

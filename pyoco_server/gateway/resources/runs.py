@@ -14,10 +14,10 @@ import falcon.asgi
 
 from ...model import WorkflowContext
 from ...runs import RunNotFound
-from ...workflow import parse_workflow_yaml, workflow_defaults
+from ...workflow import check_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
 from ..children.listing import list_children, parent_filter
-from ..errors import invalid, run_not_found
+from ..error_responses import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
 from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
 from ..services import GatewayServices
@@ -30,7 +30,7 @@ from ..validation import (
     run_request,
     run_request_from_json,
 )
-from ..watch import RunWatch, watch_query
+from ..watch import RunWatch, WatcherRegistry, watch_query
 
 #: Extra room for multipart framing and the small form fields around a workflow file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -147,11 +147,10 @@ class RunYamlResource:
         request = run_request(flow_name, {}, tag or None, None, settings)
         caller = caller_of(req)
         raw = workflow.data
-        document = parse_workflow_yaml(raw, settings.workflow_yaml_max_bytes)
-        self.services.pm.hook.pyoco_check_workflow_yaml(
-            document=document,
-            raw=raw,
-            context=WorkflowContext(
+        document = check_workflow_yaml(
+            self.services.pm,
+            raw,
+            WorkflowContext(
                 settings=settings,
                 flow_name=request.flow_name,
                 tag=request.tag,
@@ -218,8 +217,9 @@ class RunWatchResource:
     are answered before the stream starts; see :mod:`..watch` for the events.
     """
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, watchers: WatcherRegistry) -> None:
         self.services = services
+        self.watchers = watchers
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
@@ -229,7 +229,7 @@ class RunWatchResource:
         await visible_snapshot(store, caller_of(req), run_id)
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")  # proxies: pass events on at once
-        watch = RunWatch(self.services, store, run_id, query, self.services.watchers)
+        watch = RunWatch(self.services, store, run_id, query, self.watchers)
         resp.sse = watch.events()
 
 

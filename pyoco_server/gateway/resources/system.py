@@ -8,11 +8,12 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from ..errors import NATS_UNAVAILABLE, ApiError
+from ..error_responses import NATS_UNAVAILABLE, ApiError
 from ..metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from ..openapi import openapi_document
 from ..services import GatewayServices
 from ..validation import flag, worker_states
+from ..watch import WatcherRegistry
 from ..workers import WORKER_STATES, list_workers
 
 
@@ -86,12 +87,13 @@ class PluginsResource:
 class MetricsResource:
     """``GET /metrics``: Prometheus text exposition."""
 
-    def __init__(self, services: GatewayServices) -> None:
+    def __init__(self, services: GatewayServices, watchers: WatcherRegistry) -> None:
         self.services = services
+        self.watchers = watchers
         self.metrics = GatewayMetrics()
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.data = await self.metrics.render(self.services)
+        resp.data = await self.metrics.render(self.services, self.watchers)
         resp.content_type = CONTENT_TYPE_LATEST
 
 

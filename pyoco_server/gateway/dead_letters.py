@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 
 from ..config import Settings
 from ..stream_reader import StreamRecord, read_stream
-from .errors import DEAD_LETTER_NOT_FOUND, ApiError
+from .error_responses import DEAD_LETTER_NOT_FOUND, ApiError
 from .tenancy import Caller
 
 #: Fields of a dead letter shown in a listing (``GET /dlq``); ``GET /dlq/{seq}`` has them all.

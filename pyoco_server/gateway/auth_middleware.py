@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import falcon
 import falcon.asgi
 
-from ..auth import (
+from ..api_keys import (
     DEFAULT_CACHE_ENTRIES,
     ApiKeyRejected,
     ApiKeyStore,
