@@ -51,9 +51,10 @@ def _env(**extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def system(nats_server, tmp_path):
-    with start_system(nats_server.url, tmp_path / "logs", tags=["b"], env=_env()) as started:
+@pytest.fixture(scope="module")
+def system(nats_server, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    with start_system(nats_server.url, logs, tags=["b"], env=_env()) as started:
         yield started
 
 

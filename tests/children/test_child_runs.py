@@ -9,11 +9,11 @@ from childkit import RESOLVER, children_of, lines
 from pyoco_server.testing import start_system
 
 
-@pytest.fixture
-def system(nats_server, tmp_path):
+@pytest.fixture(scope="module")
+def system(nats_server, tmp_path_factory):
     with start_system(
         nats_server.url,
-        tmp_path / "logs",
+        tmp_path_factory.mktemp("logs"),
         flow_resolver=RESOLVER,
         tags=["fan"],
         concurrency=1,
