@@ -13,6 +13,11 @@ from typing import Any
 from pyoco_server.testing import PyocoSystem
 
 RESOLVER = str(Path(__file__).with_name("child_flows.py")) + ":resolve"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: YAML callables of the bundle tests.
+TASKS = "tests.children.child_flows"
+#: At most this many children of one parent run at once (every test of the package).
+MAX_PARALLEL = 3
 #: Short AckWait, so the job of a killed worker comes back within seconds.
 FAST_REDELIVERY = {
     "PYOCO_CONSUMER_ACK_WAIT_SEC": "3",

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from childkit import TASKS, WorkerHost
 
-from pyoco_server.testing import start_system
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TASKS = "tests.children.child_flows"
 BUNDLE = f"""
 version: 1
 workflows:
@@ -42,20 +38,15 @@ def bundle(child_callable: str = f"{TASKS}:square", target: str = "child") -> by
     return text.encode()
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return {
-        "PYTHONPATH": str(REPO_ROOT),
-        "PYOCO_YAML_ALLOWED_CALLABLES": TASKS,
-        "PYOCO_RECONCILE_INTERVAL_SEC": "1",
-        **extra,
-    }
-
-
 @pytest.fixture(scope="module")
-def system(nats_server, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("logs")
-    with start_system(nats_server.url, logs, tags=["b"], env=_env()) as started:
-        yield started
+def system(gateway):
+    """The package's gateway with one worker host on tag ``b``."""
+    host = WorkerHost(gateway, "bundles", ["b"], 2)
+    try:
+        host.wait_listed()
+        yield gateway
+    finally:
+        host.stop()
 
 
 def post_bundle(system, data: bytes, tag: str = "b") -> httpx.Response:
@@ -118,11 +109,13 @@ def test_the_policy_checks_every_workflow_of_the_bundle(system):
     assert "workflow 'child'" in body["detail"]
 
 
-def test_without_required_approval_a_bundle_runs_at_once(nats_server, tmp_path):
-    env = _env(PYOCO_SPAWN_REQUIRES_APPROVAL="false")
-    with start_system(nats_server.url, tmp_path / "logs", tags=["b"], env=env) as system:
-        answer = post_bundle(system, bundle())
-        assert answer.json()["status"] == "PENDING"
-        final = system.wait(answer.json()["run_id"], timeout=60)
-        assert final["status"] == "COMPLETED", final
-        assert final["task_records"]["report"]["output"] == 9
+def test_a_bundle_whose_entry_cannot_reach_a_spawn_runs_at_once(system):
+    text = BUNDLE.replace("CHILD_CALLABLE", f"{TASKS}:square")
+    text = text.replace("entry_workflow: main", "entry_workflow: child")
+    text = text.replace("inputs: {n: 3}", "inputs: {i: 4}")
+    answer = post_bundle(system, text.encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "PENDING"
+    final = system.wait(answer.json()["run_id"], timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["task_records"]["square"]["output"] == 16

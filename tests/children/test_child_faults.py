@@ -5,43 +5,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from childkit import FAST_REDELIVERY, RESOLVER, WorkerHost, children_of, lines
-
-from pyoco_server.testing import start_system
-
-#: At most this many children of one parent run at once (all tests of this module).
-MAX_PARALLEL = 3
-
-
-@pytest.fixture(scope="module")
-def gateway(nats_server, tmp_path_factory):
-    """One gateway for the module; every test uses its own tags and worker hosts."""
-    env = {
-        **FAST_REDELIVERY,
-        "PYOCO_CANCEL_GRACE_PERIOD_SEC": "1",
-        "PYOCO_SPAWN_MAX_PARALLEL": str(MAX_PARALLEL),
-    }
-    logs = tmp_path_factory.mktemp("logs")
-    with start_system(
-        nats_server.url, logs, worker=False, flow_resolver=RESOLVER, env=env
-    ) as started:
-        yield started
-
-
-@pytest.fixture
-def hosts(gateway):
-    started: list[WorkerHost] = []
-
-    def start(worker_id: str, tags: list[str], concurrency: int = 1) -> WorkerHost:
-        host = WorkerHost(gateway, worker_id, tags, concurrency)
-        started.append(host)
-        host.wait_listed()
-        return host
-
-    yield start
-    for host in started:
-        host.stop()
+from childkit import MAX_PARALLEL, children_of, lines
 
 
 def _wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:

@@ -4,22 +4,18 @@ resumes the parent, tasks that already succeeded are not executed again."""
 from __future__ import annotations
 
 import pytest
-from childkit import RESOLVER, children_of, lines
-
-from pyoco_server.testing import start_system
+from childkit import WorkerHost, children_of, lines
 
 
 @pytest.fixture(scope="module")
-def system(nats_server, tmp_path_factory):
-    with start_system(
-        nats_server.url,
-        tmp_path_factory.mktemp("logs"),
-        flow_resolver=RESOLVER,
-        tags=["fan"],
-        concurrency=1,
-        env={"PYOCO_RECONCILE_INTERVAL_SEC": "1"},
-    ) as started:
-        yield started
+def system(gateway):
+    """The package's gateway with one worker host at concurrency 1 on tag ``fan``."""
+    host = WorkerHost(gateway, "solo", ["fan"], 1)
+    try:
+        host.wait_listed()
+        yield gateway
+    finally:
+        host.stop()
 
 
 def test_one_worker_at_concurrency_1_runs_a_parent_and_its_5_children(system, tmp_path):
