@@ -3,6 +3,10 @@ resumes the parent, tasks that already succeeded are not executed again."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from childkit import WorkerHost, children_of, lines
 
@@ -56,3 +60,15 @@ def test_continue_policy_collects_the_children_that_completed(system, tmp_path):
     assert final["task_records"]["total"]["output"] == {"total": 0 + 1 + 9}
     statuses = [c["status"] for c in children_of(system, run_id)]
     assert statuses == ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED"]
+
+
+def test_the_clients_wait_progress_counts_the_children(system):
+    command = [sys.executable, "-m", "pyoco_server.cli.client", "--server", system.url]
+    command += ["submit", "--flow-name", "parent", "--params", '{"n": 3}', "--tag", "fan"]
+    done = subprocess.run(
+        [*command, "--wait", "--timeout", "60"], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "COMPLETED"
+    assert "0/3 children" in done.stderr  # while the parent waited
+    assert "3/3 children" in done.stderr
