@@ -2,7 +2,7 @@
 
 import { h } from "./dom.js";
 
-export const RUN_STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED"];
+export const RUN_STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED", "WAITING", "PENDING_APPROVAL"];
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 export function isTerminal(status) {
