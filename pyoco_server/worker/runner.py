@@ -20,7 +20,7 @@ from ..jobs import InvalidJob, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, Failure
 from ..runs import RunNotFound
-from .children.coordinator import ChildCoordinator
+from .children.coordinator import ChildCoordinator, ParentGone
 from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import ActiveRun, Heartbeats
@@ -196,6 +196,10 @@ class JobRunner:
             try:
                 assert run.latest is not None
                 runnable = await self.children.prepare(job, run.latest[0])
+            except ParentGone as gone:
+                await self.children.end_orphan(run.run_id, str(gone), run.latest)
+                await delivery.settle("ack")
+                return
             except Exception as exc:
                 await self._transient(job, delivery, f"child runs not read: {exc}")
                 return

@@ -3,8 +3,10 @@ cascade, many parents on several workers."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import nats
 from childkit import MAX_PARALLEL, children_of, lines
 
 
@@ -126,3 +128,28 @@ def test_10_parents_with_10_children_each_on_2_workers_at_concurrency_2(gateway,
         assert final["task_records"]["total"]["output"] == {"total": 285}
     for run_id in parents:
         assert len(_tree(gateway, run_id)) == 1 + 10
+
+
+def test_a_child_whose_parent_was_deleted_never_runs(gateway, hosts, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    hosts("spawner", ["o"])
+    params = {"n": 2, "child_tag": "orphans", "marker_dir": str(markers)}
+    run_id = gateway.submit("parent", params, tag="o")
+    gateway.wait(run_id, timeout=30, statuses={"WAITING"})
+
+    async def delete_parent() -> None:
+        client = await nats.connect(gateway.nats_url)
+        try:
+            runs = await client.jetstream().key_value(gateway.env["PYOCO_RUNS_KV_BUCKET"])
+            await runs.purge(run_id)
+        finally:
+            await client.close()
+
+    asyncio.run(delete_parent())
+    hosts("orphan-runner", ["orphans"])
+    for index in range(2):
+        child = gateway.wait(f"{run_id}.fan_out.{index}", timeout=30)
+        assert child["status"] == "CANCELLED"
+        assert "was deleted" in child["error"]
+    assert lines(markers / "child-0.txt") == lines(markers / "child-1.txt") == 0

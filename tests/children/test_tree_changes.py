@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from pyoco_server.worker.children.api import ChildRunFailed, SpawnError, SpawnScope, Suspend
 from pyoco_server.worker.children.changes import (
     CANCEL,
     NOTHING,
@@ -66,3 +69,33 @@ def test_child_ids_are_deterministic_and_never_collide():
     deep = child_run_id("x" * 125, "task", 7)
     assert deep.startswith("c-") and len(deep) <= 128
     assert deep != child_run_id("x" * 125, "task", 8)
+
+
+def _scope(depth: int = 0, max_depth: int = 2, max_children: int = 2) -> tuple[SpawnScope, list]:
+    sent: list = []
+    job = {"run_id": "p", "tag": "t", "spawn_depth": depth}
+    return SpawnScope(job, sent.append, max_depth=max_depth, max_children=max_children), sent
+
+
+def test_spawns_over_the_count_or_depth_limit_are_refused():
+    scope, sent = _scope()
+    spawn_two_then_three = scope._named("fan", lambda: [scope.spawn("c") for _ in range(3)])
+    with pytest.raises(SpawnError, match="PYOCO_SPAWN_MAX_CHILDREN=2"):
+        spawn_two_then_three()
+    assert [m["request"]["run_id"] for m in sent] == ["p.fan.0", "p.fan.1"]
+
+    deep, _ = _scope(depth=2)
+    with pytest.raises(SpawnError, match="PYOCO_SPAWN_MAX_DEPTH=2"):
+        deep._named("fan", lambda: deep.spawn("c"))()
+
+
+def test_wait_suspends_until_every_child_is_terminal():
+    scope, _ = _scope()
+    scope.children = {"p.fan.0": {"run_id": "p.fan.0", "status": "COMPLETED", "results": {}}}
+    both = scope._named("fan", lambda: scope.wait([scope.spawn("c"), scope.spawn("c")]))
+    with pytest.raises(Suspend):
+        both()
+    assert scope.suspended and scope.waiting_on == ["p.fan.1"]
+    scope.children["p.fan.1"] = {"run_id": "p.fan.1", "status": "FAILED", "results": {}}
+    with pytest.raises(ChildRunFailed, match=r"p\.fan\.1 \(FAILED\)"):
+        both()

@@ -23,9 +23,10 @@ from typing import Any
 
 from ...config import Settings
 from ...log import get_logger
-from ...model import WAITING
+from ...model import CANCELLED, WAITING
 from ...runs import RunNotFound, RunStore
 from ..protocol import Outcome
+from ..snapshots import Finish
 from .changes import CANCEL, RESUME, WAIT, RecordChildIds, SuspendParent
 from .tree import (
     Continuations,
@@ -37,6 +38,10 @@ from .tree import (
 )
 
 log = get_logger(__name__)
+
+
+class ParentGone(Exception):
+    """A child's parent run no longer exists (deleted): the child must not run."""
 
 
 @dataclass
@@ -69,7 +74,14 @@ class ChildCoordinator:
 
     async def prepare(self, job: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
         """The job to execute: ``job`` with ``spawn_context`` when it has children or is a
-        resumption (``job`` itself is not changed)."""
+        resumption (``job`` itself is not changed). Raises :class:`ParentGone` for a child
+        whose parent was deleted."""
+        parent_id = job.get("parent_run_id")
+        if isinstance(parent_id, str):
+            try:
+                await self.store.get(parent_id)
+            except RunNotFound:
+                raise ParentGone(f"parent run {parent_id} was deleted") from None
         attempt = ParentAttempt(job_for_execution(job))
         self._attempts[job["run_id"]] = attempt
         child_ids = list(snapshot.get("child_run_ids") or [])
@@ -125,6 +137,14 @@ class ChildCoordinator:
         await publish_resume(self.nats, self.settings, await self.continuations(), run_id, resume)
 
     # -- after execution --------------------------------------------------------------------
+
+    async def end_orphan(
+        self, run_id: str, reason: str, latest: tuple[dict[str, Any], int] | None
+    ) -> None:
+        """End a child whose parent is gone: CANCELLED, without running."""
+        finish = Finish(CANCELLED, worker_id=self.worker_id, error=reason)
+        await self.store.update(run_id, finish, "finished", None, known=latest)
+        log.warning("child_run_orphaned", run_id=run_id, error=reason)
 
     def forget(self, run_id: str) -> None:
         """Drop the bookkeeping of a run that ended without :meth:`settle`."""
