@@ -38,6 +38,7 @@ log = get_logger(__name__)
 #: Markers looked for in a write before it is decoded (most writes are not about the tree).
 _CHILD_MARKER = b'"parent_run_id":"'
 _PARENT_MARKER = b'"child_run_ids":["'
+_APPROVAL_MARKER = b'"approval":{'
 
 
 class ChildJoin:
@@ -84,7 +85,11 @@ class ChildJoin:
 
     async def _on_write(self, msg: Any) -> None:
         data = msg.data or b""
-        if _CHILD_MARKER not in data and _PARENT_MARKER not in data:
+        if (
+            _CHILD_MARKER not in data
+            and _PARENT_MARKER not in data
+            and _APPROVAL_MARKER not in data
+        ):
             return
         try:
             snapshot = json.loads(data)
@@ -98,7 +103,8 @@ class ChildJoin:
             self._start(f"join:{run_id}", self.child_finished(snapshot))
         if snapshot.get("child_run_ids") and status in (CANCELLING, CANCELLED):
             self._start(f"cascade:{run_id}", self.cascade(snapshot))
-        if snapshot.get("child_run_ids") and is_terminal(status):
+        if (snapshot.get("child_run_ids") or snapshot.get("approval")) and is_terminal(status):
+            # A parent or an approved bundle run ended: its continuation is no longer needed.
             self._start(f"forget:{run_id}", self._forget(run_id))
 
     def _start(self, key: str, work: Any) -> None:
