@@ -226,6 +226,11 @@ class RunIndex:
             for run_id in self._by_status.get(status, ())
         ]
 
+    def status_of(self, run_id: str) -> str | None:
+        """The indexed status of ``run_id`` (``None`` when not indexed); O(1)."""
+        summary = self._runs.get(run_id)
+        return summary.get("status") if summary is not None else None
+
     def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Number of stored runs per status (every contract status present, zeros included);
         with ``tenant_id``, only that tenant's runs."""

@@ -166,7 +166,9 @@ class ChildJoin:
 
     async def sweep(self) -> None:
         """Make up for missed writes: every WAITING parent whose awaited children are all
-        terminal is resumed, and freed places go to queued children."""
+        terminal is resumed, and freed places go to queued children. Reads one snapshot per
+        WAITING parent, plus the children the run index shows terminal but the parent has not
+        noted."""
         index = self.services.index
         if not index.loaded:
             return
@@ -187,7 +189,9 @@ class ChildJoin:
             )
             done = parent.get("children_done") or {}
             for child_id in parent.get("waiting_on") or []:
-                if child_id in done:
+                # The index knows every run's status in memory: only children it shows
+                # terminal are read, so a sweep costs one read per WAITING parent.
+                if child_id in done or not is_terminal(index.status_of(child_id)):
                     continue
                 try:
                     child, _ = await store.get(child_id)
