@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import nats
+import pytest
 from childkit import MAX_PARALLEL, children_of, lines
 
 
@@ -33,6 +34,7 @@ def _tree(system, root_id: str) -> list[str]:
     return sorted(run["run_id"] for run in runs)
 
 
+@pytest.mark.slow
 def test_kill9_mid_spawn_still_gives_exactly_the_declared_children(gateway, hosts, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -55,6 +57,7 @@ def test_kill9_mid_spawn_still_gives_exactly_the_declared_children(gateway, host
     assert all(lines(markers / f"child-{i}.txt") >= 1 for i in range(10))
 
 
+@pytest.mark.slow
 def test_kill9_mid_wait_the_parent_completes_without_running_finished_tasks_again(
     gateway, hosts, tmp_path
 ):
@@ -118,6 +121,7 @@ def test_children_over_the_parallel_limit_wait_in_line(gateway, hosts):
     assert 2 <= most <= MAX_PARALLEL
 
 
+@pytest.mark.slow
 def test_10_parents_with_10_children_each_on_2_workers_at_concurrency_2(gateway, hosts):
     hosts("a", ["m"], concurrency=2)
     hosts("b", ["m"], concurrency=2)
