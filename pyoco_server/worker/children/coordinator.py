@@ -23,7 +23,7 @@ from typing import Any
 
 from ...config import Settings
 from ...log import get_logger
-from ...model import CANCELLED, WAITING
+from ...model import CANCELLED, COMPLETED, WAITING
 from ...runs import RunNotFound, RunStore
 from ..protocol import Outcome
 from ..snapshots import Finish
@@ -173,8 +173,9 @@ class ChildCoordinator:
         child_ids = [r["run_id"] for r in report.get("requests") or []]
         continuations = await self.continuations()
         if outcome.status != WAITING:
-            for request in attempt.queue:  # no waiting parent to release them later
-                await ensure_child(self.nats, self.settings, self.store, attempt.job, request)
+            if outcome.status == COMPLETED:  # no waiting parent will release them later
+                for request in attempt.queue:
+                    await ensure_child(self.nats, self.settings, self.store, attempt.job, request)
             if child_ids:
                 await self.store.update(run_id, RecordChildIds(child_ids), "children", attempt.job)
             with contextlib.suppress(Exception):
