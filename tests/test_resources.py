@@ -22,6 +22,7 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
         settings.workers_kv_bucket,
         settings.auth_kv_bucket,
         settings.idempotency_kv_bucket,
+        settings.spawn_kv_bucket,
     }
     work = await js.stream_info(settings.work_stream)
     assert work.config.retention == RetentionPolicy.WORK_QUEUE

@@ -217,4 +217,5 @@ async def test_counts_are_per_tenant(gateway):
         "CANCELLING",
         "CANCELLED",
         "WAITING",
+        "PENDING_APPROVAL",
     }

@@ -11,6 +11,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import falcon.asgi
+from nats.js.errors import InvalidKeyError
 
 from ...runs import RunNotFound
 from ..error_responses import invalid
@@ -65,7 +66,7 @@ async def list_children(
     store = await services.run_store()
     try:
         parent, _ = await store.get(parent_run_id)
-    except RunNotFound:
+    except (RunNotFound, InvalidKeyError):  # no run has an id that is not a valid key
         return []
     if not caller.sees(parent):
         return []
@@ -73,7 +74,7 @@ async def list_children(
     async def load(run_id: str) -> dict[str, Any] | None:
         try:
             snapshot, _ = await store.get(run_id)
-        except RunNotFound:
+        except (RunNotFound, InvalidKeyError):
             return None
         return snapshot if caller.sees(snapshot) else None
 
