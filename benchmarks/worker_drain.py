@@ -74,6 +74,7 @@ class Workers:
         concurrency: int,
         log_dir: Path,
         log_level: str = "WARNING",
+        extra: list[str] | None = None,
     ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
         env.update(
@@ -99,10 +100,10 @@ class Workers:
                     "pyoco_server.cli.worker",
                     "--worker-id",
                     worker_id,
-                    "--concurrency",
-                    str(concurrency),
+                    *(["--concurrency", str(concurrency)] if concurrency else []),
                     "--flow-resolver",
                     RESOLVER,
+                    *(extra or []),
                 ],
                 env=env,
                 cwd=log_dir,

@@ -35,11 +35,13 @@ EPILOG = textwrap.dedent(
       pyoco-worker --flow-resolver examples/hello_flows.py:resolve
       pyoco-worker --tags gpu,default --concurrency 4 --flow-resolver my_team.flows:resolve
 
-    Each running flow gets its own execution process and a fresh working directory (removed
-    when the run ends). SIGTERM or SIGINT (Ctrl-C) stops pulling, lets running flows finish
-    within the grace period, hands the rest back to the queue, marks the worker STOPPED and
-    exits 0; a second signal skips the rest of the grace period. Configuration: PYOCO_*
-    environment variables (docs/configuration.md); flags override them.
+    Jobs are taken from the tags in turn (round robin), the moment they are published, and
+    never more than there are free execution slots. Each running flow gets its own
+    execution process and a fresh working directory (removed when the run ends). SIGTERM
+    or SIGINT (Ctrl-C) stops pulling, lets running flows finish within the grace period,
+    hands the rest back to the queue, marks the worker STOPPED and exits 0; a second
+    signal skips the rest of the grace period. Configuration: PYOCO_* environment
+    variables (docs/configuration.md); flags override them.
     """
 )
 
@@ -94,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="SEC",
-        help="how long one pull request waits for jobs [1.0]",
+        help="how often an idle host checks every tag for jobs that arrive without a publish "
+        "(NAK delays, AckWait expiry, reconnects); new jobs are picked up at once [1.0]",
     )
     parser.add_argument(
         "--work-dir",

@@ -23,7 +23,7 @@ from pyoco.core.models import Flow, RunContext, RunStatus, TaskState
 from ..config import Settings
 from ..errors import PolicyViolation
 from ..model import CANCELLED, COMPLETED, FAILED, ResolvedFlow, WorkflowContext
-from ..workflow import parse_workflow_yaml
+from ..workflow import check_workflow_yaml
 from .children.execution import run_in_scope, spawn_scope
 from .protocol import Outcome
 from .trace_bridge import ProgressReporter, TraceBridge, task_states
@@ -96,20 +96,15 @@ class JobExecutor:
 
     def check_workflow(self, job: dict[str, Any]) -> None:
         """Run every ``pyoco_check_workflow_yaml`` hook again, on the worker."""
-        raw = job["workflow_yaml"].encode("utf-8")
+        context = WorkflowContext(
+            settings=self.settings,
+            flow_name=job["flow_name"],
+            tag=job.get("tag"),
+            tenant_id=job.get("tenant_id"),
+            where="worker",
+        )
         try:
-            document = parse_workflow_yaml(raw, self.settings.workflow_yaml_max_bytes)
-            self.pm.hook.pyoco_check_workflow_yaml(
-                document=document,
-                raw=raw,
-                context=WorkflowContext(
-                    settings=self.settings,
-                    flow_name=job["flow_name"],
-                    tag=job.get("tag"),
-                    tenant_id=job.get("tenant_id"),
-                    where="worker",
-                ),
-            )
+            check_workflow_yaml(self.pm, job["workflow_yaml"].encode("utf-8"), context)
         except PolicyViolation as violation:
             raise JobRefused("policy_violation", policy_text(violation)) from None
 

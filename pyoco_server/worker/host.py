@@ -233,10 +233,13 @@ class WorkerHost:
 
         def dispatch(delivery: Delivery) -> None:
             assert self.runner is not None
-            task = asyncio.get_running_loop().create_task(self.runner.handle(delivery))
+            # The slot is free again once the job's outcome is known (its execution process
+            # is idle): the next job is claimed while this one's result is being written.
+            task = asyncio.get_running_loop().create_task(
+                self.runner.handle(delivery, picker.release)
+            )
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
-            task.add_done_callback(lambda _: picker.release())
             if self.options.run_once:
                 self._stop_pulling.set()
 

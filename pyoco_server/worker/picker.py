@@ -13,6 +13,9 @@ every freed slot back, and the other tags would starve):
 * **Round robin.** Ready tags are served in turn, one batch each (a share of the free slots),
   and a tag that may have more goes to the back of the line: while a slot frees up, a waiting
   job on any tag is taken before any other tag gets a second one.
+* **Overtaken wake-ups.** The server hands a publish to core subscribers before the stream
+  has stored it, so a take right after a wake-up can come back empty: it is retried a few
+  times within ~15 ms.
 * **Safety net.** Jobs can become available without a publish (a NAK with delay, an AckWait
   that ran out, a reconnect): every ``recheck_sec`` the idle host marks every tag ready.
 """
@@ -35,6 +38,12 @@ log = get_logger(__name__)
 
 #: Waits after consecutive pull errors (NATS down, stream or consumer missing, ...).
 PULL_ERROR_DELAYS_SEC = (0.2, 0.5, 1.0, 2.0)
+#: A wake-up can overtake the job it announces: the server passes a publish on to core
+#: subscribers before the stream has stored it. A take that comes back short this soon after
+#: a wake-up is retried after these delays.
+WAKE_RETRY_DELAYS_SEC = (0.0005, 0.001, 0.002, 0.004, 0.008)
+#: How long after a wake-up a short take counts as such a race.
+WAKE_RACE_SEC = 0.05
 
 
 class JobPicker:
@@ -67,6 +76,9 @@ class JobPicker:
         self._ready: dict[str, None] = dict.fromkeys(tags)
         self._changed = asyncio.Event()
         self._wakeups: list[Any] = []
+        #: Per tag: when the last wake-up arrived, and retries of short takes since then.
+        self._woken_at: dict[str, float] = {}
+        self._retries: dict[str, int] = {}
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -82,6 +94,8 @@ class JobPicker:
 
     def _waker(self, tag: str) -> Callable[[Msg], Any]:
         async def woken(_msg: Msg) -> None:
+            self._woken_at[tag] = asyncio.get_running_loop().time()
+            self._retries[tag] = 0
             self.mark_ready(tag)
 
         return woken
@@ -135,10 +149,21 @@ class JobPicker:
                 self.free += most - len(messages)
                 if len(messages) == most:
                     self.mark_ready(tag)  # there may be more: back of the line
+                else:
+                    self._retry_if_overtaken(tag)
                 for msg in messages:
                     self.dispatch(Delivery.of(msg, tag, self.queues[tag].max_deliver))
         finally:
             await self._close()
+
+    def _retry_if_overtaken(self, tag: str) -> None:
+        """Ask ``tag`` again shortly if its take came back short right after a wake-up."""
+        loop = asyncio.get_running_loop()
+        attempt = self._retries.get(tag, 0)
+        recent = loop.time() - self._woken_at.get(tag, float("-inf")) < WAKE_RACE_SEC
+        if recent and attempt < len(WAKE_RETRY_DELAYS_SEC):
+            self._retries[tag] = attempt + 1
+            loop.call_later(WAKE_RETRY_DELAYS_SEC[attempt], self.mark_ready, tag)
 
     async def _wait(self, timeout: float) -> None:
         """Until a slot frees, a tag wakes up, ``stop`` is set or ``timeout`` passes."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -93,6 +94,7 @@ class JobRunner:
         self.heartbeats = heartbeats
         self.disposer = disposer
         self.record = record
+        self._executed: dict[int, Callable[[], None]] = {}
 
     @property
     def executions(self) -> list[RunExecution]:
@@ -103,8 +105,26 @@ class JobRunner:
         for execution in self.executions:
             execution.abort()
 
-    async def handle(self, delivery: Delivery) -> None:
-        """Process one delivery; never raises."""
+    async def handle(self, delivery: Delivery, executed: Callable[[], None] | None = None) -> None:
+        """Process one delivery; never raises.
+
+        ``executed()`` is called once the job no longer needs an execution process (its outcome
+        is known, or it never ran): the host may take the next job while this one's terminal
+        snapshot and ACK are still being written.
+        """
+        if executed is not None:
+            self._executed[id(delivery)] = executed
+        try:
+            await self._handle(delivery)
+        finally:
+            self._free_slot(delivery)
+
+    def _free_slot(self, delivery: Delivery) -> None:
+        executed = self._executed.pop(id(delivery), None)
+        if executed is not None:
+            executed()
+
+    async def _handle(self, delivery: Delivery) -> None:
         try:
             job = decode_job(delivery.msg.data)
         except InvalidJob as exc:
@@ -214,6 +234,7 @@ class JobRunner:
             execution.on_spawn(lambda request: self.children.spawned(run.run_id, request))
             run.attach(execution)
             outcome = await execution.outcome()
+            self._free_slot(delivery)
             run.close()
             if not execution.aborted and await self._suspended(run, outcome):
                 return
