@@ -41,6 +41,7 @@ from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.gateway.auth_middleware import AnonymousContext, ApiKeyAuthMiddleware
 from pyoco_server.log import configure_logging
 from pyoco_server.nats_client import NatsConnection
+from pyoco_server.testing import unique_names
 
 PEPPER = "benchmark-pepper-0123456789abcdef"
 
@@ -146,18 +147,8 @@ def build_app(middleware: Any, resource: Any) -> falcon.asgi.App:
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    suffix = uuid.uuid4().hex[:8]
     settings = Settings(
-        nats_url=url,
-        work_stream=f"BENCH_{suffix}",
-        work_subject_prefix=f"bench{suffix}.work",
-        dlq_stream=f"BENCHDLQ_{suffix}",
-        dlq_subject_prefix=f"bench{suffix}.dlq",
-        runs_kv_bucket=f"bench_runs_{suffix}",
-        workers_kv_bucket=f"bench_workers_{suffix}",
-        auth_kv_bucket=f"bench_auth_{suffix}",
-        http_auth_mode="api_key",
-        auth_pepper=PEPPER,
+        nats_url=url, **unique_names(), http_auth_mode="api_key", auth_pepper=PEPPER
     )
     nats = NatsConnection(settings, name="auth-benchmark")
     await nats.start()

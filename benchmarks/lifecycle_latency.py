@@ -21,13 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,50 +32,17 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pyoco_server.config import Settings, env_var  # noqa: E402
-from pyoco_server.embedded import EmbeddedNats, free_port  # noqa: E402
+from pyoco_server.client import SseParser  # noqa: E402
+from pyoco_server.config import Settings  # noqa: E402
+from pyoco_server.embedded import EmbeddedNats  # noqa: E402
 from pyoco_server.nats_client import connect  # noqa: E402
 from pyoco_server.plugins import build_plugin_manager  # noqa: E402
 from pyoco_server.runs import RunStore  # noqa: E402
+from pyoco_server.testing import GatewayProcess, WorkerProcess, unique_names  # noqa: E402
 
 RESOLVER = f"{ROOT}/benchmarks/flows.py:resolve"
-FIELDS = (
-    "nats_url",
-    "work_stream",
-    "work_subject_prefix",
-    "dlq_stream",
-    "dlq_subject_prefix",
-    "runs_kv_bucket",
-    "workers_kv_bucket",
-    "auth_kv_bucket",
-    "idempotency_kv_bucket",
-)
-
-
-def fresh_settings(url: str) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        nats_url=url,
-        work_stream=f"LC_{suffix}",
-        work_subject_prefix=f"lc{suffix}.work",
-        dlq_stream=f"LCDLQ_{suffix}",
-        dlq_subject_prefix=f"lc{suffix}.dlq",
-        runs_kv_bucket=f"lc_runs_{suffix}",
-        workers_kv_bucket=f"lc_workers_{suffix}",
-        auth_kv_bucket=f"lc_auth_{suffix}",
-        idempotency_kv_bucket=f"lc_idem_{suffix}",
-    )
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update({env_var(name): str(getattr(settings, name)) for name in FIELDS})
-    env.update(PYOCO_LOG_LEVEL="WARNING", PYOCO_CANCEL_GRACE_PERIOD_SEC="1")
-    return env
-
-
-def start(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen:
-    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+#: What the benchmark's gateway and worker run with besides their settings.
+ENV = {"PYOCO_LOG_LEVEL": "WARNING", "PYOCO_CANCEL_GRACE_PERIOD_SEC": "1"}
 
 
 def rss_kib(pid: int) -> int:
@@ -99,21 +62,11 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def events(response: httpx.Response):
-    name, event_id, data = "message", None, []
+    parser = SseParser()
     async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield name, event_id, json.loads("\n".join(data))
-            name, event_id, data = "message", None, []
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                name = value
-            elif field == "id":
-                event_id = value
-            elif field == "data":
-                data.append(value)
+        event = parser.feed(line)
+        if event is not None:
+            yield event.event, event.id, event.data
 
 
 async def submit(http: httpx.AsyncClient, flow: str, tag: str = "default", **params) -> str:
@@ -219,31 +172,14 @@ async def watch_memory(http: httpx.AsyncClient, gateway_pid: int, count: int) ->
 async def scenario(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     server = EmbeddedNats(work / "nats")
     server.start()
-    settings = fresh_settings(server.url)
-    env = environment(settings)
-    log = open(work / "processes.log", "wb")  # noqa: SIM115 - closed below
-    port = free_port()
-    up = ["up", "--port", str(port), "--nats-url", server.url]
-    gateway = start([sys.executable, "-m", "pyoco_server.cli.server", *up], env, log)
-    worker = start(
-        [sys.executable, "-m", "pyoco_server.cli.worker", "--flow-resolver", RESOLVER],
-        env,
-        log,
-    )
+    settings = Settings(nats_url=server.url, **unique_names())
+    gateway = GatewayProcess(work, settings=settings, env=ENV, cwd=ROOT)
+    worker = WorkerProcess(work, "--flow-resolver", RESOLVER, settings=settings, env=ENV, cwd=ROOT)
     nc = await connect(server.url, "benchmark")
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits)
+    http = httpx.AsyncClient(base_url=gateway.url, timeout=60, limits=limits)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if (await http.get("/ready")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gateway not ready")
-            await asyncio.sleep(0.1)
+        await gateway.wait_ready_async(30, interval=0.1)
         kv = await nc.jetstream().key_value(settings.runs_kv_bucket)
         store = RunStore(kv, build_plugin_manager(plugins=[]), settings)
         await until_status(http, await submit(http, "noop"), {"COMPLETED"})  # worker warm
@@ -262,13 +198,9 @@ async def scenario(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         await http.aclose()
         await nc.close()
         for process in (worker, gateway):
-            process.send_signal(signal.SIGTERM)
+            process.signal()
         for process in (worker, gateway):
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
+            process.stop(30)
         server.stop()
 
 

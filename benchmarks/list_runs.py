@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +30,7 @@ from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats, free_port
 from pyoco_server.jobs import build_job, pending_snapshot
 from pyoco_server.nats_client import connect, ensure_resources
+from pyoco_server.testing import GatewayProcess
 
 STATUSES = ("COMPLETED", "COMPLETED", "COMPLETED", "FAILED", "RUNNING", "PENDING")
 
@@ -106,27 +104,17 @@ async def prepare(url: str, settings: Settings) -> None:
     await nc.close()
 
 
-def start_gateway(url: str, port: int, cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env["PYOCO_LOG_LEVEL"] = "WARNING"
-    command = [sys.executable, "-m", "pyoco_server.cli.server", "up", "--nats-url", url]
-    command += ["--port", str(port)]
-    return subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def start_gateway(url: str, port: int, cwd: Path, name: str) -> GatewayProcess:
+    """A gateway on ``port`` (default resource names), logging warnings only to ``cwd``."""
+    env = {"PYOCO_LOG_LEVEL": "WARNING"}
+    return GatewayProcess(cwd, env=env, nats_url=url, port=port, name=name)
 
 
-def wait_ready(base: str, timeout: float = 60.0) -> float:
+def wait_ready(gateway: GatewayProcess) -> float:
+    """Seconds until the gateway answers ``/ready`` (asked every 10 ms)."""
     started = time.perf_counter()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/ready", timeout=5).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.01)
-    raise SystemExit("gateway did not become ready")
+    gateway.wait_ready(60.0, interval=0.01)
+    return time.perf_counter() - started
 
 
 def measure(client: httpx.Client, requests: int) -> dict:
@@ -170,8 +158,8 @@ def main() -> None:
             asyncio.run(prepare(server.url, settings))
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            gateway = start_gateway(server.url, port, Path(tmp))
-            wait_ready(base)
+            gateway = start_gateway(server.url, port, Path(tmp), "gateway")
+            wait_ready(gateway)
             stored = 0
             with httpx.Client(base_url=base, timeout=10) as client:
                 for size in sizes:
@@ -188,14 +176,12 @@ def main() -> None:
                         writer.join(10)
                     under_writes["writes_per_sec"] = args.write_rate
                     under_writes["stored_runs"] = f"{stored:,}+{writer.written:,} written"
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(20)
-            gateway = start_gateway(server.url, port, Path(tmp))
-            cold_start = wait_ready(base)
+            gateway.stop()
+            gateway = start_gateway(server.url, port, Path(tmp), "gateway-cold-start")
+            cold_start = wait_ready(gateway)
         finally:
-            if gateway is not None and gateway.poll() is None:
-                gateway.kill()
-                gateway.wait()
+            if gateway is not None:
+                gateway.stop()
             server.stop()
     smallest, largest = results[0], results[-1]
     ratio = largest["median_ms"] / smallest["median_ms"]

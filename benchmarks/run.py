@@ -26,12 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,8 +50,8 @@ from list_runs import store_runs  # noqa: E402
 from worker_drain import Workers, rss_kib  # noqa: E402
 
 from pyoco_server.api_keys import ApiKeyStore  # noqa: E402
-from pyoco_server.config import Settings, env_var  # noqa: E402
-from pyoco_server.embedded import EmbeddedNats, find_nats_server, free_port  # noqa: E402
+from pyoco_server.config import Settings  # noqa: E402
+from pyoco_server.embedded import EmbeddedNats, find_nats_server  # noqa: E402
 from pyoco_server.jobs import (  # noqa: E402
     build_job,
     encode_job,
@@ -63,9 +61,10 @@ from pyoco_server.jobs import (  # noqa: E402
 from pyoco_server.log import configure_logging  # noqa: E402
 from pyoco_server.model import is_terminal  # noqa: E402
 from pyoco_server.nats_client import connect, ensure_resources  # noqa: E402
+from pyoco_server.testing import GatewayProcess, unique_names  # noqa: E402
+from pyoco_server.testing.terminal_runs import TerminalRuns  # noqa: E402
 
 PEPPER = "benchmark-pepper-0123456789abcdef"
-TERMINAL_MARKERS = (b'"COMPLETED"', b'"FAILED"', b'"CANCELLED"')
 #: Every process logs at the product's default level (one JSON line per run event).
 LOG_LEVEL = "INFO"
 CONNECTIONS = 16
@@ -93,34 +92,8 @@ LOWER_IS_BETTER = {
 
 
 def fresh_settings(url: str, **overrides: Any) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        nats_url=url,
-        work_stream=f"BENCH_{suffix}",
-        work_subject_prefix=f"bench{suffix}.work",
-        dlq_stream=f"BENCHDLQ_{suffix}",
-        dlq_subject_prefix=f"bench{suffix}.dlq",
-        runs_kv_bucket=f"bench_runs_{suffix}",
-        workers_kv_bucket=f"bench_workers_{suffix}",
-        auth_kv_bucket=f"bench_auth_{suffix}",
-        idempotency_kv_bucket=f"bench_idem_{suffix}",
-        **overrides,
-    )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as PYOCO_* variables (what a gateway or worker process reads)."""
-    env = {}
-    for spec in dataclasses.fields(Settings):
-        value = getattr(settings, spec.name)
-        if value is None or value == spec.default:
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        env[env_var(spec.name)] = str(value)
-    return env
+    """Settings on ``url`` with streams and buckets of their own (product defaults otherwise)."""
+    return Settings(nats_url=url, **unique_names(), **overrides)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -134,100 +107,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Gateway:
-    """A ``pyoco-server up --nats-url`` process for one set of settings."""
+class Gateway(GatewayProcess):
+    """A ``pyoco-server up --nats-url`` process for one set of settings, with its CPU time and
+    RSS."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
+        super().__init__(log_dir, settings=settings)
         self.settings = settings
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-        env.update(settings_env(settings))
-        self.log = open(log_dir / f"gateway-{self.port}.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyoco_server.cli.server", "up", "--port", str(self.port)],
-            env=env,
-            cwd=log_dir,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    async def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.base, timeout=5) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise SystemExit(f"gateway exited; see {self.log.name}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise SystemExit("gateway did not become ready")
 
     @property
     def cpu(self) -> float:
-        return cpu_seconds(self.process.pid)
+        return cpu_seconds(self.pid)
 
     @property
     def rss_mib(self) -> float:
-        return rss_kib(self.process.pid) / 1024
-
-    def stop(self) -> None:
-        if self.log.closed:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-class Completions:
-    """When each run was first seen terminal in the runs bucket (a KV watch)."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, float] = {}
-        self.status: dict[str, str] = {}
-        self._watcher: Any = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, kv: Any) -> None:
-        self._watcher = await kv.watchall()
-        self._task = asyncio.get_running_loop().create_task(self._follow())
-
-    async def _follow(self) -> None:
-        async for entry in self._watcher:
-            if entry is None or not entry.value or entry.key in self.at:
-                continue
-            # Parse only what may be terminal (the observer should cost little CPU).
-            if not any(marker in entry.value for marker in TERMINAL_MARKERS):
-                continue
-            status = json.loads(entry.value).get("status")
-            if is_terminal(status):
-                self.at[entry.key] = time.perf_counter()
-                self.status[entry.key] = status
-
-    async def wait(self, run_ids: list[str], timeout: float) -> float:
-        """The time the last of ``run_ids`` became terminal (all must be COMPLETED)."""
-        deadline = time.monotonic() + timeout
-        while any(run_id not in self.at for run_id in run_ids):
-            if time.monotonic() > deadline:
-                missing = sum(1 for run_id in run_ids if run_id not in self.at)
-                raise SystemExit(f"{missing} runs did not finish in {timeout}s")
-            await asyncio.sleep(0.005)
-        failed = [r for r in run_ids if self.status[r] != "COMPLETED"]
-        if failed:
-            raise SystemExit(f"{len(failed)} runs did not complete, e.g. {failed[0]}")
-        return max(self.at[run_id] for run_id in run_ids)
-
-    async def stop(self) -> None:
-        if self._watcher is not None:
-            await self._watcher.stop()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=5)
+        return rss_kib(self.pid) / 1024
 
 
 async def connections(gateway: Gateway, headers: dict[str, str] | None = None) -> list:
@@ -350,7 +244,7 @@ async def drain(
     settings = gateway.settings
     js = nc.jetstream()
     workers = Workers(settings, hosts, concurrency, log_dir, log_level=LOG_LEVEL)
-    completions = Completions()
+    completions = TerminalRuns()
     conns = await connections(gateway)
     try:
         records = await workers.wait_ready(js, settings)
@@ -387,7 +281,7 @@ async def latency(nc: Any, gateway: Gateway, log_dir: Path, runs: int) -> dict[s
     settings = gateway.settings
     js = nc.jetstream()
     workers = Workers(settings, 1, 1, log_dir, log_level=LOG_LEVEL)
-    completions = Completions()
+    completions = TerminalRuns()
     conn = await LeanConnection("127.0.0.1", gateway.port).open()
     try:
         await workers.wait_ready(js, settings)
@@ -428,9 +322,9 @@ async def listing(url: str, log_dir: Path, requests: int) -> dict[str, Any]:
     await nc.close()
     gateway = Gateway(settings, log_dir)
     try:
-        await gateway.wait_ready()
+        await gateway.wait_ready_async()
         stored, results = 0, {}
-        with httpx.Client(base_url=gateway.base, timeout=10) as client:
+        with httpx.Client(base_url=gateway.url, timeout=10) as client:
             for size in (100, 1000, 10000):
                 await store_runs(url, settings, size - stored, stored)
                 stored = size
@@ -494,8 +388,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await ensure_resources(nc.jetstream(), keyed_settings)
             keyed = Gateway(keyed_settings, log_dir)
             gateways += [plain, keyed]
-            await plain.wait_ready()
-            await keyed.wait_ready()
+            await plain.wait_ready_async()
+            await keyed.wait_ready_async()
             header = {keyed_settings.http_api_key_header: await api_key_for(nc, keyed_settings)}
             rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
             for _ in range(args.rounds):
@@ -513,7 +407,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
             runner = Gateway(fresh_settings(server.url), log_dir)
             gateways.append(runner)
-            await runner.wait_ready()
+            await runner.wait_ready_async()
             run = lambda **kw: drain(nc, runner, log_dir, **kw)  # noqa: E731
             results["latency"] = await latency(nc, runner, log_dir, args.latency_runs)
             results["drain_1host"] = await run(

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pyoco_server.config import Settings, env_var  # noqa: E402
+from pyoco_server.config import Settings  # noqa: E402
 from pyoco_server.embedded import EmbeddedNats  # noqa: E402
 from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot  # noqa: E402
 from pyoco_server.log import configure_logging  # noqa: E402
@@ -39,22 +38,13 @@ from pyoco_server.model import is_terminal  # noqa: E402
 from pyoco_server.nats_client import connect, ensure_resources  # noqa: E402
 from pyoco_server.plugins import build_plugin_manager  # noqa: E402
 from pyoco_server.runs import RunStore  # noqa: E402
+from pyoco_server.testing import WorkerProcess, unique_names  # noqa: E402
 
 RESOLVER = f"{ROOT}/benchmarks/flows.py:resolve"
 
 
 def fresh_settings(url: str) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        nats_url=url,
-        work_stream=f"BENCH_{suffix}",
-        work_subject_prefix=f"bench{suffix}.work",
-        dlq_stream=f"BENCHDLQ_{suffix}",
-        dlq_subject_prefix=f"bench{suffix}.dlq",
-        runs_kv_bucket=f"bench_runs_{suffix}",
-        workers_kv_bucket=f"bench_workers_{suffix}",
-        auth_kv_bucket=f"bench_auth_{suffix}",
-    )
+    return Settings(nats_url=url, **unique_names())
 
 
 def rss_kib(pid: int) -> int:
@@ -76,42 +66,23 @@ class Workers:
         log_level: str = "WARNING",
         extra: list[str] | None = None,
     ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-        env.update(
-            {
-                env_var("nats_url"): settings.nats_url or "",
-                env_var("work_stream"): settings.work_stream,
-                env_var("work_subject_prefix"): settings.work_subject_prefix,
-                env_var("dlq_stream"): settings.dlq_stream,
-                env_var("dlq_subject_prefix"): settings.dlq_subject_prefix,
-                env_var("runs_kv_bucket"): settings.runs_kv_bucket,
-                env_var("workers_kv_bucket"): settings.workers_kv_bucket,
-                env_var("auth_kv_bucket"): settings.auth_kv_bucket,
-                "PYOCO_LOG_LEVEL": log_level,
-            }
+        args = (
+            *(["--concurrency", str(concurrency)] if concurrency else []),
+            "--flow-resolver",
+            RESOLVER,
+            *(extra or []),
         )
-        self.ids = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(hosts)]
-        self.log = open(log_dir / f"workers-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115
         self.processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pyoco_server.cli.worker",
-                    "--worker-id",
-                    worker_id,
-                    *(["--concurrency", str(concurrency)] if concurrency else []),
-                    "--flow-resolver",
-                    RESOLVER,
-                    *(extra or []),
-                ],
-                env=env,
-                cwd=log_dir,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
+            WorkerProcess(
+                log_dir,
+                *args,
+                settings=settings,
+                env={"PYOCO_LOG_LEVEL": log_level},
+                worker_id=f"bench-{uuid.uuid4().hex[:6]}",
             )
-            for worker_id in self.ids
+            for _ in range(hosts)
         ]
+        self.ids = [process.worker_id for process in self.processes]
 
     async def wait_ready(self, js: Any, settings: Settings) -> list[dict[str, Any]]:
         kv = await js.key_value(settings.workers_kv_bucket)
@@ -128,13 +99,9 @@ class Workers:
 
     def stop(self) -> None:
         for process in self.processes:
-            process.terminate()
+            process.signal()
         for process in self.processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.log.close()
+            process.stop(30)
 
 
 class Finishes:

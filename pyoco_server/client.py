@@ -417,26 +417,46 @@ def _body(response: httpx.Response) -> Any:
         return {"detail": response.text[:500] or response.reason_phrase}
 
 
-def _parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
-    event_name, event_id, data_lines = "message", None, []
-    for line in lines:
+class SseParser:
+    """Reads a ``text/event-stream`` line by line: :meth:`feed` answers the event a blank line
+    completes (comments skipped, ``data`` decoded from JSON when it is JSON)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.event_name, self.event_id = "message", None
+        self.data_lines: list[str] = []
+
+    def feed(self, line: str) -> SseEvent | None:
+        """Take one line (without its end); the completed event, if this line ends one."""
         if line == "":
-            if data_lines:
-                raw = "\n".join(data_lines)
+            event = None
+            if self.data_lines:
+                raw = "\n".join(self.data_lines)
                 try:
                     data = json.loads(raw)
                 except ValueError:
                     data = raw
-                yield SseEvent(event=event_name, data=data, id=event_id, raw=raw)
-            event_name, event_id, data_lines = "message", None, []
-            continue
+                event = SseEvent(event=self.event_name, data=data, id=self.event_id, raw=raw)
+            self._reset()
+            return event
         if line.startswith(":"):
-            continue
+            return None
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if name == "event":
-            event_name = value
+            self.event_name = value
         elif name == "data":
-            data_lines.append(value)
+            self.data_lines.append(value)
         elif name == "id":
-            event_id = value
+            self.event_id = value
+        return None
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
+    parser = SseParser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event

@@ -1,4 +1,7 @@
-"""Typed settings built once at start-up from the environment (contract §8) and CLI flags."""
+"""Typed settings built once at start-up from the environment and CLI flags.
+
+Every variable and flag is listed in docs/configuration.md (a test checks it).
+"""
 
 from __future__ import annotations
 
@@ -255,6 +258,28 @@ class Settings:
                 self.dlq_subject_prefix,
                 "a subject prefix different from PYOCO_WORK_SUBJECT_PREFIX",
             )
+
+    def to_env(self) -> dict[str, str]:
+        """The ``PYOCO_*`` environment from which :meth:`from_env` builds these settings again.
+
+        What a gateway or worker process started for these settings is given (tests,
+        benchmarks, :mod:`pyoco_server.testing`). Unset optional values are left out. The
+        result holds secrets (``PYOCO_AUTH_PEPPER``, credentials in ``PYOCO_NATS_URL``): hand
+        it to a process, never log it.
+        """
+        env: dict[str, str] = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            else:
+                text = str(value)
+            env[spec.metadata["env"]] = text
+        return env
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with ``overrides`` applied and validated again."""

@@ -126,6 +126,13 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 15.0) -> str:
         """Start the server and wait until JetStream answers; return the client URL."""
+        self.spawn()
+        self.wait_ready(timeout)
+        return self.url
+
+    def spawn(self) -> None:
+        """Start the server process without waiting for it (nodes of a cluster must all run
+        before JetStream can answer); :meth:`wait_ready` waits."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         preexec = (
@@ -144,8 +151,6 @@ class EmbeddedNats:
             )
         finally:
             log_file.close()
-        self.wait_ready(timeout)
-        return self.url
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         """Block until the monitoring endpoint reports JetStream healthy."""

@@ -1,4 +1,4 @@
-"""Error identifiers (contract §9) and the exception types that carry them."""
+"""Error identifiers (listed in docs/error-ids.md) and the exception types that carry them."""
 
 from __future__ import annotations
 

@@ -131,5 +131,5 @@ def pyoco_failure_disposition(failure: Failure, settings: Settings) -> Dispositi
         redelivered job would find its run terminal and be ACKed without running.
 
     **firstresult**: stops at the first non-``None`` result. The built-in ``dlq`` plugin
-    implements the contract's table and runs last (``trylast``).
+    implements the table of docs/worker.md ("Failures") and runs last (``trylast``).
     """

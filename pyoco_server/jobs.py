@@ -1,4 +1,5 @@
-"""Job messages on ``pyoco.work.<tag>`` (contract §4): building, encoding and validating."""
+"""Job messages on ``pyoco.work.<tag>`` (docs/nats-resources.md): building, encoding and
+validating."""
 
 from __future__ import annotations
 

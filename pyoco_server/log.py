@@ -1,4 +1,5 @@
-"""structlog set-up (contract §9): JSON lines or readable text, with service and run context."""
+"""structlog set-up (docs/error-ids.md): JSON lines or readable text, with service and run
+context."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Connecting to NATS and creating the JetStream resources pyoco-server uses (contract §4)."""
+"""Connecting to NATS and creating the JetStream resources pyoco-server uses
+(docs/nats-resources.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Run snapshots in KV ``pyoco_runs``: compare-and-set writes, size cap, enrichment hook.
 
-Every writer (gateway and worker) goes through :class:`RunStore`, so the rules of contract §5
-hold everywhere: a terminal snapshot is never replaced by a non-terminal one (except an
-explicit reopen for a redrive), a concurrent write is never lost (KV revisions), every write
-runs ``pyoco_enrich_snapshot`` and honours ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``.
+Every writer (gateway and worker) goes through :class:`RunStore`, so the rules of docs/nats-
+resources.md ("Runs") hold everywhere: a terminal snapshot is never replaced by a non-terminal
+one (except an explicit reopen for a redrive), a concurrent write is never lost (KV revisions),
+every write runs ``pyoco_enrich_snapshot`` and honours ``PYOCO_MAX_RUN_SNAPSHOT_BYTES``.
 """
 
 from __future__ import annotations

@@ -1,27 +1,25 @@
-"""Shared fixtures: one real JetStream server per test session, isolated names per test."""
+"""Shared fixtures: one real JetStream server per test session, isolated names per test.
+
+The server is ``pyoco_nats_server`` of the :mod:`pyoco_server.testing` pytest plugin, so the
+suite and tests that use ``pyoco_system`` share it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from isolation import isolated_settings
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.nats_client import connect
+from pyoco_server.testing import isolated_settings
 
 
 @pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    """A real nats-server with JetStream on a free loopback port, stopped by PID at the end."""
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats-store"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def nats_server(pyoco_nats_server: EmbeddedNats) -> EmbeddedNats:
+    """A real nats-server with JetStream on a free loopback port, stopped at the end."""
+    return pyoco_nats_server
 
 
 @pytest.fixture

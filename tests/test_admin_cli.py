@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,19 +12,20 @@ import pytest
 from pyoco_server.api_keys import ApiKeyRejected, ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings
 from pyoco_server.embedded import free_port
+from pyoco_server.testing import process_env
 
 PEPPER = "admin-cli-pepper-0123456789"
 
 
 @pytest.fixture
 def admin_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update(
-        PYOCO_NATS_URL=settings.nats_url or "",
-        PYOCO_AUTH_KV_BUCKET=settings.auth_kv_bucket,
-        PYOCO_AUTH_PEPPER=PEPPER,
+    return process_env(
+        env={
+            "PYOCO_NATS_URL": settings.nats_url or "",
+            "PYOCO_AUTH_KV_BUCKET": settings.auth_kv_bucket,
+            "PYOCO_AUTH_PEPPER": PEPPER,
+        }
     )
-    return env
 
 
 def admin(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess:

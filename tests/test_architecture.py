@@ -1,8 +1,11 @@
-"""The package's shape: no import cycles between its modules (type-only imports included)."""
+"""The package's shape: no import cycles (type-only imports included), and the folder table of
+docs/architecture.md matches the folders."""
 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pyoco_server
@@ -76,3 +79,34 @@ def test_no_module_imports_itself_back_through_others():
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     assert graph["pyoco_server.gateway.app"] >= {"pyoco_server.gateway.reconciler"}
     assert _cycles(graph) == []
+
+
+#: Folders listed one level deep only (their own sub-folders are theirs to organise).
+SHALLOW = ("benchmarks", "docs", "examples", "plugins", "scripts", ".ci")
+
+
+def _tracked_folders(root: Path) -> set[str]:
+    """Every folder of the package and of the tests, and every top-level folder, that holds a
+    file git tracks."""
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    folders = set()
+    for name in listed:
+        parts = Path(name).parts[:-1]
+        if not parts:
+            continue
+        if parts[0] in SHALLOW:
+            folders.add(parts[0])
+        else:
+            folders.update("/".join(parts[: depth + 1]) for depth in range(len(parts)))
+    return {folder for folder in folders if (root / folder).is_dir()}
+
+
+def test_the_where_things_are_table_lists_every_folder(repo_root: Path):
+    text = (repo_root / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([^`]+)/` \|", section, flags=re.MULTILINE))
+    folders = _tracked_folders(repo_root)
+    assert not folders - rows, f"add a row to docs/architecture.md for {sorted(folders - rows)}"
+    assert not rows - folders, f"docs/architecture.md lists folders that are gone: {rows - folders}"

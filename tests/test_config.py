@@ -104,3 +104,45 @@ def test_cli_bad_flag_exits_2():
         timeout=60,
     )
     assert result.returncode == 2
+
+
+def _changed(value: object, name: str) -> object:
+    """A valid value of a setting other than its default (floats scaled, so the rules that
+    relate intervals keep holding)."""
+    special = {
+        "nats_url": "nats://user:secret@127.0.0.1:4333,nats://127.0.0.1:4334",
+        "work_subject_prefix": "team.jobs",
+        "dlq_subject_prefix": "team.dead",
+        "default_tag": "gpu",
+        "http_auth_mode": "api_key",
+        "auth_pepper": "  a pepper, with spaces and commas  ",
+        "http_api_key_header": "X-Team-Key",
+        "log_level": "DEBUG",
+        "log_format": "text",
+        "plugins": ("team-policy", "plugins/local.py:plugin"),
+    }
+    if name in special:
+        return special[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 7
+    if isinstance(value, float):
+        return value * 1.5 + 0.125
+    if isinstance(value, tuple):
+        return ("tests.flows", "team_tasks")
+    return f"{value}_x"
+
+
+def test_to_env_is_the_inverse_of_from_env():
+    import dataclasses
+
+    assert Settings.from_env(Settings().to_env()) == Settings()
+    changed = Settings(
+        **{f.name: _changed(f.default, f.name) for f in dataclasses.fields(Settings)}
+    )
+    assert all(getattr(changed, f.name) != f.default for f in dataclasses.fields(Settings))
+    env = changed.to_env()
+    assert Settings.from_env(env) == changed
+    assert env["PYOCO_TRACE_PLUGINS"] == "true" and env["PYOCO_PLUGINS"].count(",") == 1
+    assert "PYOCO_NATS_URL" not in Settings().to_env()  # unset optional values stay unset

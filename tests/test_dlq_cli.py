@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -15,50 +11,21 @@ import pytest
 from worker_support import open_store
 
 from pyoco_server.cli.client import main
-from pyoco_server.config import Settings, env_var
-from pyoco_server.embedded import free_port
+from pyoco_server.config import Settings
 from pyoco_server.jobs import build_job
-
-ISOLATED = (
-    "work_stream",
-    "work_subject_prefix",
-    "dlq_stream",
-    "dlq_subject_prefix",
-    "runs_kv_bucket",
-    "workers_kv_bucket",
-    "auth_kv_bucket",
-    "idempotency_kv_bucket",
-)
+from pyoco_server.testing import GatewayProcess
 
 
 @pytest.fixture
-def server(settings: Settings, repo_root) -> Iterator[str]:
+def server(settings: Settings, repo_root, tmp_path) -> Iterator[str]:
     """``pyoco-server up --nats-url ...`` on a free port; its base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update({env_var(name): str(getattr(settings, name)) for name in ISOLATED})
-    env[env_var("dlq_max_bytes")] = str(settings.dlq_max_bytes)
-    env.update(PYOCO_LOG_LEVEL="WARNING", PYTHONPATH=str(repo_root))
-    command = [sys.executable, "-m", "pyoco_server.cli.server", "up"]
-    command += ["--nats-url", settings.nats_url, "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=repo_root
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = {"PYOCO_LOG_LEVEL": "WARNING", "PYTHONPATH": str(repo_root)}
+    gateway = GatewayProcess(tmp_path, settings=settings, env=env, cwd=repo_root)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "gateway not ready"
-            time.sleep(0.1)
-        yield base
+        gateway.wait_ready(30)
+        yield gateway.url
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+        gateway.stop()
 
 
 def client(capsys, base: str, *argv: str) -> tuple[int, str, str]:

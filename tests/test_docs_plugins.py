@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from pyoco_server.testing import process_env
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUIDE = REPO_ROOT / "docs" / "plugins.md"
 FILE_BLOCK = re.compile(
@@ -60,7 +62,7 @@ def test_the_walkthrough_plugin_loads_runs_and_passes_its_own_tests(tmp_path: Pa
         lines += [f"{name} = {value}" for name, value in entries.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+    env = process_env()
     env["PYTHONPATH"] = os.pathsep.join([str(project_dir / "src"), str(site)])
     listing = subprocess.run(
         [sys.executable, "-m", "pyoco_server.cli.server", "plugins"],

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from pyoco_server.embedded import free_port
+from pyoco_server.testing import process_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO_ROOT / "docs" / "quickstart.md"
@@ -79,7 +80,7 @@ COMMANDS = [block for block in BLOCKS if not block.server]
 
 
 def shell_env(url: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+    env = process_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PYTHONPATH", None)
     if url:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from pyoco_server.embedded import EmbeddedNats, free_port
+from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.nats_client import connect
 from pyoco_server.testing import isolation_env, start_system
+from pyoco_server.testing.cluster import start_nats_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO_RESOLVER = f"{REPO_ROOT}/examples/hello_flows.py:resolve"
@@ -30,27 +30,8 @@ HELLO_RESOLVER = f"{REPO_ROOT}/examples/hello_flows.py:resolve"
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
     """Three clustered nats-servers with JetStream, stopped by PID at the end."""
-    cluster_ports = [free_port() for _ in range(3)]
-    routes = [f"nats://127.0.0.1:{port}" for port in cluster_ports]
-    nodes = [
-        EmbeddedNats(
-            tmp_path / f"node{i}",
-            server_name=f"node{i}",
-            cluster_name="pyoco-test",
-            cluster_port=cluster_ports[i],
-            routes=routes,
-        )
-        for i in range(3)
-    ]
+    nodes = start_nats_cluster(tmp_path, 3)
     try:
-        for node in nodes:  # all three must run before JetStream can elect a leader
-            node.store_dir.mkdir(parents=True)
-            with open(node.log_path, "ab") as log:
-                node.process = subprocess.Popen(
-                    node.command(), stdout=log, stderr=subprocess.STDOUT
-                )
-        for node in nodes:
-            node.wait_ready(30)
         yield nodes
     finally:
         for node in nodes:

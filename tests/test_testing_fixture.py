@@ -8,7 +8,6 @@ fixtures staying lazy for every other test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ import pytest
 
 from pyoco_server import hookspecs
 from pyoco_server.hookspecs import hookimpl
-from pyoco_server.testing import PyocoSystemError, plugin_spec
+from pyoco_server.testing import PyocoSystemError, plugin_spec, process_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO_RESOLVER = f"{REPO_ROOT}/examples/hello_flows.py:resolve"
@@ -98,8 +97,7 @@ def _alive(pid: int) -> bool:
 def test_a_failing_test_gets_log_tails_and_leaves_no_process(tmp_path: Path):
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(INNER_TEST))
     pids_file = tmp_path / "pids.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update(HELLO_RESOLVER=HELLO_RESOLVER, PIDS_FILE=str(pids_file))
+    env = process_env(env={"HELLO_RESOLVER": HELLO_RESOLVER, "PIDS_FILE": str(pids_file)})
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_inner.py"],
         cwd=tmp_path,

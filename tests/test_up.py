@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyoco_server.embedded import free_port
+from pyoco_server.testing import process_env
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -54,7 +55,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_up_runs_embedded_nats_and_stops_it(tmp_path: Path, stop_signal: signal.Signals):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+    env = process_env()
     process = subprocess.Popen(
         [
             sys.executable,

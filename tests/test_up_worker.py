@@ -17,6 +17,7 @@ import httpx
 from worker_support import REPO_ROOT, RESOLVER, YAML_FLOW, alive
 
 from pyoco_server.embedded import free_port
+from pyoco_server.testing import process_env
 
 
 def _worker_pids(parent: int) -> list[int]:
@@ -54,8 +55,9 @@ async def _finished(client: httpx.AsyncClient, run_id: str, timeout: float = 30)
 
 async def test_up_with_worker_runs_submitted_flows_and_restarts_a_dead_worker(tmp_path: Path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update(PYTHONPATH=str(REPO_ROOT), PYOCO_YAML_ALLOWED_CALLABLES="tests.flows")
+    env = process_env(
+        env={"PYTHONPATH": str(REPO_ROOT), "PYOCO_YAML_ALLOWED_CALLABLES": "tests.flows"}
+    )
     command = [sys.executable, "-m", "pyoco_server.cli.server", "up", "--port", str(port)]
     command += ["--nats-port", "0", "--with-worker", "--worker-flow-resolver", RESOLVER]
     process = subprocess.Popen(

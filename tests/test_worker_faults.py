@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from isolation import isolated_settings
 from worker_support import (
     REPO_ROOT,
     WorkerProcess,
@@ -24,7 +23,6 @@ from worker_support import (
     make_job,
     open_store,
     queue_is_empty,
-    settings_env,
     submit,
     wait_for_run,
     wait_until,
@@ -34,6 +32,7 @@ from worker_support import (
 from pyoco_server.embedded import EmbeddedNats, free_port
 from pyoco_server.jobs import encode_job, pending_snapshot
 from pyoco_server.nats_client import connect, ensure_resources
+from pyoco_server.testing import isolated_settings, process_env
 
 FAST_ACKS = {"consumer_ack_wait_sec": 2.0, "ack_progress_interval_sec": 0.5}
 
@@ -327,12 +326,10 @@ async def test_run_once_takes_one_job_and_exits(nc, nats_server, tmp_path):
 
 def test_bad_flow_resolver_stops_the_worker_with_its_error_id(nats_server, tmp_path):
     settings = isolated_settings(nats_server.url)
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PYOCO_")}
-    env.update(settings_env(settings))
     result = subprocess.run(
         [sys.executable, "-m", "pyoco_server.cli.worker", "--flow-resolver", "nope.py:resolve"],
         cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        env=process_env(settings, {"PYTHONPATH": str(REPO_ROOT)}),
         capture_output=True,
         text=True,
         timeout=60,

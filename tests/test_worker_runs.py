@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from isolation import isolated_settings
 from worker_support import (
     YAML_FLOW,
     WorkerProcess,
@@ -29,6 +28,7 @@ from worker_support import (
 
 from pyoco_server.config import Settings
 from pyoco_server.jobs import encode_job, pending_snapshot
+from pyoco_server.testing import isolated_settings
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,25 @@
-"""Helpers for worker tests: publish jobs like the gateway does, run real worker processes."""
+"""Helpers for worker tests: publish jobs like the gateway does, run real worker processes
+(:class:`pyoco_server.testing.WorkerProcess` with this suite's flow resolver)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pyoco_server.config import Settings, env_var
+from pyoco_server.config import Settings
 from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot
 from pyoco_server.model import is_terminal
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.plugins import build_plugin_manager
 from pyoco_server.runs import RunNotFound, RunStore
+from pyoco_server.testing import WorkerProcess as HarnessWorker
+from pyoco_server.testing.processes import worker_record as harness_worker_record
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESOLVER = f"{REPO_ROOT}/tests/flows/resolver.py:resolve"
@@ -39,23 +38,6 @@ tasks:
   to_text:
     callable: tests.flows.sample_tasks:to_text
 """
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as the PYOCO_* environment of a worker process."""
-    env: dict[str, str] = {}
-    for spec in dataclasses.fields(Settings):
-        value = getattr(settings, spec.name)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, tuple):
-            text = ",".join(value)
-        else:
-            text = str(value)
-        env[env_var(spec.name)] = text
-    return env
 
 
 async def open_store(nc: Any, settings: Settings) -> tuple[Any, RunStore]:
@@ -118,12 +100,8 @@ async def wait_until(predicate: Any, timeout: float = 20.0, what: str = "conditi
 
 
 async def worker_record(js: Any, settings: Settings, worker_id: str) -> dict[str, Any] | None:
-    kv = await js.key_value(settings.workers_kv_bucket)
-    try:
-        entry = await kv.get(worker_id)
-    except Exception:
-        return None
-    return json.loads(entry.value) if entry.value else None
+    """The worker's liveness record (``None`` while it has none)."""
+    return await harness_worker_record(js, settings.workers_kv_bucket, worker_id)
 
 
 async def dead_letter(
@@ -153,8 +131,9 @@ async def queue_is_empty(js: Any, settings: Settings) -> bool:
     return info.state.messages == 0
 
 
-class WorkerProcess:
-    """A real ``pyoco-worker`` process (``python -m pyoco_server.cli.worker``)."""
+class WorkerProcess(HarnessWorker):
+    """A real ``pyoco-worker`` for ``settings`` with this suite's flow resolver, short polls and
+    the repository on ``PYTHONPATH``; ``args`` are further flags."""
 
     def __init__(
         self,
@@ -164,75 +143,22 @@ class WorkerProcess:
         worker_id: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:8]}"
-        self.log_path = log_dir / f"{self.worker_id}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-        full_env.update(settings_env(settings))
-        full_env["PYTHONPATH"] = str(REPO_ROOT)
-        full_env.update(env or {})
-        self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pyoco_server.cli.worker",
-                "--worker-id",
-                self.worker_id,
-                "--flow-resolver",
-                RESOLVER,
-                "--poll-timeout",
-                "0.5",
-                *args,
-            ],
-            cwd=log_dir,
-            env=full_env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            log_dir,
+            "--flow-resolver",
+            RESOLVER,
+            "--poll-timeout",
+            "0.5",
+            *args,
+            settings=settings,
+            env={"PYTHONPATH": str(REPO_ROOT), **(env or {})},
+            worker_id=worker_id,
         )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        if not self.log_file.closed:
-            self.log_file.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def log_events(self) -> list[dict[str, Any]]:
-        events = []
-        for line in self.log().splitlines():
-            if line.startswith("{"):
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    continue
-        return events
+        self.settings = settings
 
     async def wait_ready(self, js: Any, settings: Settings, timeout: float = 30.0) -> None:
-        async def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.log()[-3000:]}")
-            record = await worker_record(js, settings, self.worker_id)
-            return bool(record and record.get("state") in ("IDLE", "RUNNING"))
-
-        await wait_until(ready, timeout, f"worker {self.worker_id} to be ready")
-
-    def signal(self, sig: int = signal.SIGTERM) -> None:
-        self.process.send_signal(sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.log_file.close()
+        """Until its liveness record says it pulls jobs."""
+        await self.wait_ready_async(js, settings.workers_kv_bucket, timeout)
 
 
 def child_pids(pid: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Built-in plugin ``dlq``: the failure-disposition table of contract §7.2."""
+"""Built-in plugin ``dlq``: the failure-disposition table (docs/worker.md, "Failures")."""
 
 from __future__ import annotations
 

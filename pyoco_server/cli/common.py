@@ -95,7 +95,7 @@ def make_plugin_manager(
 
 
 def run_command(func: Callable[[], int]) -> int:
-    """Run a command body with the exit-code rules of contract §1.
+    """Run a command body with the exit-code rules of docs/error-ids.md.
 
     A :class:`PyocoServerError` prints one line naming its error ID and exits 1; Ctrl-C exits
     130.

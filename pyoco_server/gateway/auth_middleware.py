@@ -1,4 +1,4 @@
-"""API key authentication for the gateway (contract §3 "Auth"), as Falcon ASGI middleware.
+"""API key authentication for the gateway (docs/auth.md), as Falcon ASGI middleware.
 
 Every path is protected except an explicit open set (``/health``, ``/ready`` and the
 dashboard's static page and files, which hold no data), so a route added later is protected

@@ -1,10 +1,10 @@
 """Error responses of the gateway: one JSON shape, one place that logs them.
 
-Every error leaves the gateway as ``{"detail", "err_id", "msg_id"}`` (contract §3/§9), plus
-optional fields such as ``errors``, ``reason`` or ``key``. Responders raise :class:`ApiError`;
-the handlers below turn NATS outages, policy violations, Falcon's own HTTP errors and
-unexpected exceptions into one, and :func:`serialize_error` writes and logs it. Request bodies
-and headers are never logged.
+Every error leaves the gateway as ``{"detail", "err_id", "msg_id"}`` (docs/http-api.md,
+docs/error-ids.md), plus optional fields such as ``errors``, ``reason`` or ``key``. Responders
+raise :class:`ApiError`; the handlers below turn NATS outages, policy violations, Falcon's own
+HTTP errors and unexpected exceptions into one, and :func:`serialize_error` writes and logs it.
+Request bodies and headers are never logged.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, rea
 
 log = get_logger(__name__)
 
-#: Fields of a run summary (contract §3 ``GET /runs``).
+#: Fields of a run summary (``GET /runs``, docs/http-api.md).
 SUMMARY_FIELDS = (
     "run_id",
     "flow_name",

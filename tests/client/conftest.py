@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from isolation import isolated_settings
-from worker_support import REPO_ROOT, RESOLVER, settings_env
+from worker_support import REPO_ROOT, RESOLVER
 
 from pyoco_server.config import Settings
-from pyoco_server.embedded import EmbeddedNats, free_port
+from pyoco_server.embedded import EmbeddedNats
+from pyoco_server.testing import isolated_settings, process_env, start_system
 
 
 @dataclass
@@ -29,77 +25,20 @@ class System:
     env: dict[str, str]
 
 
-def _environment(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update(settings_env(settings))
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 @pytest.fixture(scope="module")
 def system(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """A gateway and a worker (``--concurrency 2``, this suite's flows) on their own streams and
+    buckets; ``env`` is what both run with, for the CLI under test."""
     settings = isolated_settings(nats_server.url, yaml_allowed_callables=("tests.flows",))
-    env = _environment(settings)
-    logs = tmp_path_factory.mktemp("client-system")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    gateway_log = open(logs / "gateway.log", "wb")  # noqa: SIM115 - closed below
-    worker_log = open(logs / "worker.log", "wb")  # noqa: SIM115 - closed below
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "pyoco_server.cli.server", "up", "--port", str(port)],
-        env=env,
-        cwd=logs,
-        stdout=gateway_log,
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pyoco_server.cli.worker",
-            "--flow-resolver",
-            RESOLVER,
-            "--concurrency",
-            "2",
-            "--poll-timeout",
-            "0.5",
-        ],
-        env=env,
-        cwd=logs,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert gateway.poll() is None, (logs / "gateway.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "gateway never became ready"
-            time.sleep(0.1)
-        while not httpx.get(base + "/workers", timeout=2).json():
-            assert worker.poll() is None, (logs / "worker.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "worker never registered"
-            time.sleep(0.1)
-        yield System(base, settings, env)
-    finally:
-        _stop(worker)
-        _stop(gateway)
-        gateway_log.close()
-        worker_log.close()
+    env = process_env(settings, {"PYTHONPATH": str(REPO_ROOT)})
+    with start_system(
+        nats_server.url,
+        tmp_path_factory.mktemp("client-system"),
+        env={**settings.to_env(), "PYTHONPATH": str(REPO_ROOT)},
+        flow_resolver=RESOLVER,
+        concurrency=2,
+    ) as running:
+        yield System(running.url, settings, env)
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from dashtools import (
     WIDE,
-    GatewayProcess,
+    DashboardGateway,
     NatsOps,
     Page,
-    isolated,
     require_browser,
     start_chromium,
     stop_chromium,
@@ -19,6 +18,7 @@ from dashtools import (
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
+from pyoco_server.testing import isolated_settings
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,13 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def dash_settings(nats_server: EmbeddedNats) -> Settings:
-    return isolated(nats_server.url)
+    return isolated_settings(nats_server.url)
 
 
 @pytest.fixture(scope="module")
-def gateway(dash_settings: Settings) -> Iterator[GatewayProcess]:
+def gateway(dash_settings: Settings, tmp_path_factory) -> Iterator[DashboardGateway]:
     """A real gateway (authentication off) on its own streams and buckets."""
-    process = GatewayProcess(dash_settings)
+    process = DashboardGateway(dash_settings, tmp_path_factory.mktemp("dashboard-gateway"))
     try:
         yield process
     finally:
@@ -48,7 +48,7 @@ def gateway(dash_settings: Settings) -> Iterator[GatewayProcess]:
 
 
 @pytest.fixture(scope="module")
-def ops(dash_settings: Settings, gateway: GatewayProcess) -> Iterator[NatsOps]:
+def ops(dash_settings: Settings, gateway: DashboardGateway) -> Iterator[NatsOps]:
     """Writes to the gateway's buckets, as a worker or an administrator would."""
     helper = NatsOps(dash_settings)
     try:
@@ -58,12 +58,12 @@ def ops(dash_settings: Settings, gateway: GatewayProcess) -> Iterator[NatsOps]:
 
 
 @pytest.fixture
-def page(browser: Any, gateway: GatewayProcess) -> Iterator[Page]:
+def page(browser: Any, gateway: DashboardGateway) -> Iterator[Page]:
     """The dashboard of :func:`gateway`; fails the test on script, CSP or Trusted Types
     errors in the browser console."""
     browser.set_window_size(*WIDE)
     browser.get_log("browser")  # drop what earlier tests left
-    dashboard = Page(browser, gateway.base)
+    dashboard = Page(browser, gateway.url)
     yield dashboard
     errors = dashboard.page_errors()
     assert not errors, f"errors in the browser console: {errors}"

@@ -11,13 +11,9 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,11 +22,11 @@ import httpx
 import pytest
 
 from pyoco_server.api_keys import ApiKeyStore, open_auth_kv
-from pyoco_server.config import Settings, env_var
-from pyoco_server.embedded import free_port
+from pyoco_server.config import Settings
 from pyoco_server.nats_client import connect
 from pyoco_server.plugins import build_plugin_manager
 from pyoco_server.runs import RunStore
+from pyoco_server.testing import GatewayProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "dashboard"
@@ -52,91 +48,27 @@ WIDE = (1280, 900)
 #: How long a condition may take to show on the page (the page refreshes every 2 s).
 WAIT_SEC = 20.0
 
-ISOLATED_FIELDS = (
-    "work_stream",
-    "work_subject_prefix",
-    "dlq_stream",
-    "dlq_subject_prefix",
-    "runs_kv_bucket",
-    "workers_kv_bucket",
-    "auth_kv_bucket",
-    "idempotency_kv_bucket",
-)
 
+class DashboardGateway(GatewayProcess):
+    """A real gateway (``pyoco-server up``) for the dashboard tests, ready when built: a quiet
+    log, the repository importable, its ``settings`` kept for the NATS writes."""
 
-def isolated(url: str, **overrides: Any) -> Settings:
-    """Settings whose streams, subjects and buckets belong to one gateway of these tests."""
-    suffix = uuid.uuid4().hex[:10]
-    values: dict[str, Any] = {
-        "nats_url": url,
-        "work_stream": f"WORK_{suffix}",
-        "work_subject_prefix": f"t{suffix}.work",
-        "dlq_stream": f"DLQ_{suffix}",
-        "dlq_subject_prefix": f"t{suffix}.dlq",
-        "runs_kv_bucket": f"runs_{suffix}",
-        "workers_kv_bucket": f"workers_{suffix}",
-        "auth_kv_bucket": f"auth_{suffix}",
-        "idempotency_kv_bucket": f"idem_{suffix}",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-# --- the gateway ---------------------------------------------------------------------------
-
-
-class GatewayProcess:
-    """``pyoco-server up --nats-url ... --port <free>`` as a child process."""
-
-    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        env = {"PYOCO_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO_ROOT), **(extra_env or {})}
+        super().__init__(log_dir, settings=settings, env=env, cwd=REPO_ROOT)
         self.settings = settings
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-        env.update({env_var(name): str(getattr(settings, name)) for name in ISOLATED_FIELDS})
-        env.update(PYOCO_LOG_LEVEL="WARNING", PYTHONPATH=str(REPO_ROOT))
-        env.update(extra_env or {})
-        command = [sys.executable, "-m", "pyoco_server.cli.server", "up"]
-        command += ["--nats-url", settings.nats_url, "--port", str(self.port)]
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this call; closed in stop()
-        self.process = subprocess.Popen(
-            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-        )
-        self._wait_ready()
-
-    def _output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-3000:]
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.base + "/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError("gateway exited:\n" + self._output())
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("gateway never became ready:\n" + self._output())
-            time.sleep(0.1)
+        try:
+            self.wait_ready(30)
+        except BaseException:
+            self.stop()
+            raise
 
     def has(self, path: str, method: str = "get") -> bool:
         """True when the gateway's OpenAPI document has this operation."""
-        document = httpx.get(self.base + "/openapi.json", timeout=5).json()
+        document = httpx.get(self.url + "/openapi.json", timeout=5).json()
         return method in document["paths"].get(path, {})
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 def submit(base: str, flow_name: str, headers: dict[str, str] | None = None, **body: Any) -> str:

@@ -17,11 +17,12 @@ import uuid
 
 import httpx
 import pytest
-from dashtools import GatewayProcess, NatsOps, Page, isolated, submit
+from dashtools import DashboardGateway, NatsOps, Page, submit
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.jobs import build_job
+from pyoco_server.testing import isolated_settings
 
 PROBE = '<img src=x onerror="window.__pwned=1">'
 
@@ -44,9 +45,9 @@ def count_of(page: Page, status: str) -> int | None:
 
 
 def test_runs_table_follows_a_run_from_pending_to_completed_without_reload(
-    page: Page, gateway: GatewayProcess, ops: NatsOps
+    page: Page, gateway: DashboardGateway, ops: NatsOps
 ):
-    run_id = submit(gateway.base, "nightly-etl", tag="default")
+    run_id = submit(gateway.url, "nightly-etl", tag="default")
     page.open("/runs")
     page.wait(lambda: page.row_data("runs", run_id, "status") == "PENDING", "the PENDING row")
     page.wait(lambda: count_of(page, "COMPLETED") is not None, "the status counts")
@@ -66,10 +67,10 @@ def test_runs_table_follows_a_run_from_pending_to_completed_without_reload(
     page.screenshot("runs")
 
 
-def test_filters_search_and_server_side_paging(page: Page, gateway: GatewayProcess):
+def test_filters_search_and_server_side_paging(page: Page, gateway: DashboardGateway):
     flow = f"paging-{uuid.uuid4().hex[:6]}"
-    runs = [submit(gateway.base, flow) for _ in range(5)]  # runs[4] is the newest
-    submit(gateway.base, f"other-{flow}")
+    runs = [submit(gateway.url, flow) for _ in range(5)]  # runs[4] is the newest
+    submit(gateway.url, f"other-{flow}")
     page.open(f"/runs?flow={flow}&limit=2")
     page.wait(lambda: page.row_keys("runs") == [runs[4], runs[3]], "page 1 (newest two)")
     assert page.js("return document.querySelector('[data-role=newer]').disabled")
@@ -93,8 +94,8 @@ def test_filters_search_and_server_side_paging(page: Page, gateway: GatewayProce
     page.wait(lambda: page.text('[data-role="status"]') == "No runs match these filters.", "")
 
 
-def test_status_count_buttons_filter_the_table(page: Page, gateway: GatewayProcess):
-    run_id = submit(gateway.base, "count-filter")
+def test_status_count_buttons_filter_the_table(page: Page, gateway: DashboardGateway):
+    run_id = submit(gateway.url, "count-filter")
     page.open("/runs")
     page.wait(lambda: run_id in page.row_keys("runs"), "the run")
     page.click('button.count[data-status="FAILED"]')
@@ -121,9 +122,9 @@ def records(now: float) -> dict:
 
 
 def test_run_detail_shows_params_task_states_and_timeline_live(
-    page: Page, gateway: GatewayProcess, ops: NatsOps
+    page: Page, gateway: DashboardGateway, ops: NatsOps
 ):
-    run_id = submit(gateway.base, "nightly-etl", params={"day": "2026-11-30", "limit": 3})
+    run_id = submit(gateway.url, "nightly-etl", params={"day": "2026-11-30", "limit": 3})
     now = time.time()
     ops.update_run(
         run_id,
@@ -182,9 +183,9 @@ def test_unknown_run_says_not_found(page: Page):
 # --- workers, queues, plugins --------------------------------------------------------------
 
 
-def test_workers_view_shows_every_state(page: Page, gateway: GatewayProcess, ops: NatsOps):
+def test_workers_view_shows_every_state(page: Page, gateway: DashboardGateway, ops: NatsOps):
     now = time.time()
-    run_id = submit(gateway.base, "busy-flow")
+    run_id = submit(gateway.url, "busy-flow")
     workers = {
         "w-busy": {"state": "RUNNING", "current_run_id": run_id, "tags": ["gpu", "default"]},
         "w-idle": {"state": "IDLE", "current_run_id": None, "tags": ["default"]},
@@ -227,10 +228,10 @@ def test_plugins_view_lists_the_gateway_plugins(page: Page):
     page.screenshot("plugins")
 
 
-def test_queues_view_shows_depth_per_tag(page: Page, gateway: GatewayProcess):
+def test_queues_view_shows_depth_per_tag(page: Page, gateway: DashboardGateway):
     tag = f"q{uuid.uuid4().hex[:6]}"
-    submit(gateway.base, "queued", tag=tag)
-    submit(gateway.base, "queued", tag=tag)
+    submit(gateway.url, "queued", tag=tag)
+    submit(gateway.url, "queued", tag=tag)
     page.open("/queues")
     page.wait(lambda: page.cell_text("queues", tag, 1) == "2", "depth 2 on the new tag")
     if not gateway.has("/dlq"):
@@ -246,9 +247,9 @@ def test_queues_view_shows_depth_per_tag(page: Page, gateway: GatewayProcess):
 
 
 def test_server_values_render_as_text_never_as_html(
-    page: Page, gateway: GatewayProcess, ops: NatsOps
+    page: Page, gateway: DashboardGateway, ops: NatsOps
 ):
-    run_id = submit(gateway.base, PROBE, params={"note": PROBE})
+    run_id = submit(gateway.url, PROBE, params={"note": PROBE})
     task = f"{PROBE}task"
     ops.update_run(
         run_id,
@@ -290,9 +291,9 @@ def test_server_values_render_as_text_never_as_html(
     assert page.js("return window.__pwned === undefined")
 
 
-def test_pages_are_sent_with_a_strict_content_security_policy(gateway: GatewayProcess):
+def test_pages_are_sent_with_a_strict_content_security_policy(gateway: DashboardGateway):
     for path in ("/", "/ui/app.js", "/ui/style.css", "/ui/config.json"):
-        answer = httpx.get(gateway.base + path, timeout=5)
+        answer = httpx.get(gateway.url + path, timeout=5)
         assert answer.status_code == 200, path
         policy = answer.headers["content-security-policy"]
         assert "default-src 'none'" in policy and "script-src 'self'" in policy, path
@@ -342,9 +343,9 @@ def test_keyboard_reaches_every_view_and_focus_follows(page: Page):
 
 
 def test_narrow_screen_stacks_tables_without_horizontal_scrolling(
-    page: Page, gateway: GatewayProcess
+    page: Page, gateway: DashboardGateway
 ):
-    run_id = submit(gateway.base, "a-rather-long-flow-name-for-a-narrow-phone-screen")
+    run_id = submit(gateway.url, "a-rather-long-flow-name-for-a-narrow-phone-screen")
     page.driver.set_window_size(390, 844)
     page.open("/runs")
     page.wait(lambda: run_id in page.row_keys("runs"), "the run")
@@ -371,10 +372,11 @@ KEY_HEADER = "X-Pyoco-Token"
 
 
 @pytest.fixture(scope="module")
-def auth_gateway(nats_server: EmbeddedNats) -> GatewayProcess:
-    settings: Settings = isolated(nats_server.url)
-    process = GatewayProcess(
+def auth_gateway(nats_server: EmbeddedNats, tmp_path_factory) -> DashboardGateway:
+    settings: Settings = isolated_settings(nats_server.url)
+    process = DashboardGateway(
         settings,
+        tmp_path_factory.mktemp("dashboard-auth-gateway"),
         {
             "PYOCO_HTTP_AUTH_MODE": "api_key",
             "PYOCO_AUTH_PEPPER": PEPPER,
@@ -386,14 +388,14 @@ def auth_gateway(nats_server: EmbeddedNats) -> GatewayProcess:
 
 
 def test_api_key_is_asked_for_kept_in_session_storage_and_forgotten(
-    page: Page, auth_gateway: GatewayProcess, ops: NatsOps
+    page: Page, auth_gateway: DashboardGateway, ops: NatsOps
 ):
     settings = auth_gateway.settings
     key = ops.create_api_key(settings, PEPPER, "ops-team")
     other_key = ops.create_api_key(settings, PEPPER, "other-team")
-    mine = submit(auth_gateway.base, "ours", headers={KEY_HEADER: key})
-    theirs = submit(auth_gateway.base, "theirs", headers={KEY_HEADER: other_key})
-    page = Page(page.driver, auth_gateway.base)
+    mine = submit(auth_gateway.url, "ours", headers={KEY_HEADER: key})
+    theirs = submit(auth_gateway.url, "theirs", headers={KEY_HEADER: other_key})
+    page = Page(page.driver, auth_gateway.url)
 
     page.open("/runs")
     page.wait(lambda: page.js("return document.getElementById('auth-dialog').open"), "prompt")
@@ -431,35 +433,35 @@ def test_api_key_is_asked_for_kept_in_session_storage_and_forgotten(
 # --- endpoints of other issues: these run once the gateway has them -----------------------
 
 
-def needs(gateway: GatewayProcess, path: str, method: str, issue: str) -> None:
+def needs(gateway: DashboardGateway, path: str, method: str, issue: str) -> None:
     if not gateway.has(path, method):
         pytest.skip(f"{method.upper()} {path} is not on this gateway yet ({issue})")
 
 
 def test_cancel_button_cancels_a_pending_run_after_confirmation(
-    page: Page, gateway: GatewayProcess
+    page: Page, gateway: DashboardGateway
 ):
     needs(gateway, "/runs/{run_id}/cancel", "post", "issue 5")
-    run_id = submit(gateway.base, "to-cancel", tag=f"idle{uuid.uuid4().hex[:6]}")
+    run_id = submit(gateway.url, "to-cancel", tag=f"idle{uuid.uuid4().hex[:6]}")
     page.open(f"/runs/{run_id}")
     page.wait(lambda: page.js("return !document.querySelector('[data-role=cancel]').hidden"), "")
     page.click('[data-role="cancel"]')
     page.wait(lambda: page.js("return document.getElementById('confirm-dialog').open"), "")
     page.click("#confirm-cancel")  # "Keep": nothing happens
     time.sleep(0.5)
-    assert httpx.get(f"{gateway.base}/runs/{run_id}").json()["status"] == "PENDING"
+    assert httpx.get(f"{gateway.url}/runs/{run_id}").json()["status"] == "PENDING"
     page.click('[data-role="cancel"]')
     page.click("#confirm-ok")
     page.wait(
         lambda: page.js("return document.querySelector('.view').dataset.status") == "CANCELLED",
         "CANCELLED",
     )
-    assert httpx.get(f"{gateway.base}/runs/{run_id}").json()["status"] == "CANCELLED"
+    assert httpx.get(f"{gateway.url}/runs/{run_id}").json()["status"] == "CANCELLED"
 
 
-def test_run_detail_follows_through_watch(page: Page, gateway: GatewayProcess, ops: NatsOps):
+def test_run_detail_follows_through_watch(page: Page, gateway: DashboardGateway, ops: NatsOps):
     needs(gateway, "/runs/{run_id}/watch", "get", "issue 5")
-    run_id = submit(gateway.base, "watched")
+    run_id = submit(gateway.url, "watched")
     page.open(f"/runs/{run_id}")
     page.wait(lambda: page.js("return document.querySelector('.view').dataset.live") == "watch", "")
     ops.update_run(run_id, status="RUNNING", worker_id="w", start_time=time.time())
@@ -471,11 +473,11 @@ def test_run_detail_follows_through_watch(page: Page, gateway: GatewayProcess, o
 
 
 def test_dlq_entry_can_be_redriven_from_the_queues_view(
-    page: Page, gateway: GatewayProcess, ops: NatsOps
+    page: Page, gateway: DashboardGateway, ops: NatsOps
 ):
     needs(gateway, "/dlq/{seq}/redrive", "post", "issue 10")
     tag = f"dlq{uuid.uuid4().hex[:6]}"
-    run_id = submit(gateway.base, "flaky", tag=tag)
+    run_id = submit(gateway.url, "flaky", tag=tag)
     ops.update_run(run_id, status="FAILED", end_time=time.time(), error="RuntimeError: boom")
     ops.dead_letter(
         tag,
@@ -502,15 +504,15 @@ def test_dlq_entry_can_be_redriven_from_the_queues_view(
     page.wait(lambda: page.js("return document.getElementById('confirm-dialog').open"), "")
     page.click("#confirm-ok")
     page.wait(lambda: "Redriven" in (page.text("#notice") or ""), "the redrive notice")
-    status = httpx.get(f"{gateway.base}/runs/{run_id}", timeout=5).json()["status"]
+    status = httpx.get(f"{gateway.url}/runs/{run_id}", timeout=5).json()["status"]
     assert status == "PENDING"
 
 
 def test_run_detail_shows_the_run_tree_with_links(
-    page: Page, gateway: GatewayProcess, ops: NatsOps
+    page: Page, gateway: DashboardGateway, ops: NatsOps
 ):
-    parent = submit(gateway.base, "fan-out")
-    children = [submit(gateway.base, "square") for _ in range(2)]
+    parent = submit(gateway.url, "fan-out")
+    children = [submit(gateway.url, "square") for _ in range(2)]
     for child, status in zip(children, ("COMPLETED", "RUNNING"), strict=True):
         ops.update_run(
             child, status=status, parent_run_id=parent, root_run_id=parent, spawn_depth=1

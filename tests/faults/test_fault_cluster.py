@@ -13,11 +13,12 @@ import time
 
 import httpx
 import pytest
-from faultkit import GatewayProcess, cluster_url, start_cluster, submit_http, wait_terminal_http
-from isolation import isolated_settings
+from faultkit import start_gateway, submit_http, wait_terminal_http
 from worker_support import WorkerProcess
 
 from pyoco_server.nats_client import NatsConnection
+from pyoco_server.testing import isolated_settings
+from pyoco_server.testing.cluster import cluster_url, start_nats_cluster
 
 RUNS = 60
 ACKS = {"consumer_ack_wait_sec": 4.0, "ack_progress_interval_sec": 0.5}
@@ -27,7 +28,7 @@ FAILOVER_SEC = 45.0
 
 @pytest.mark.slow
 async def test_losing_a_cluster_node_under_load_loses_no_run(tmp_path):
-    nodes = start_cluster(tmp_path / "cluster", 3)
+    nodes = start_nats_cluster(tmp_path / "cluster", 3)
     settings = isolated_settings(cluster_url(nodes), jetstream_replicas=3, **ACKS)
     nats = NatsConnection(settings, "pytest")
     gateway = None
@@ -41,16 +42,16 @@ async def test_losing_a_cluster_node_under_load_loses_no_run(tmp_path):
             assert info.config.num_replicas == 3
             assert len(info.cluster.replicas) == 2
 
-        gateway = GatewayProcess(settings, tmp_path)
+        gateway = start_gateway(settings, tmp_path)
         workers = [
             WorkerProcess(settings, tmp_path, "--concurrency", "2", worker_id=f"w{i}")
             for i in range(2)
         ]
-        await gateway.wait_ready()
+        await gateway.wait_ready_async()
         for worker in workers:
             await worker.wait_ready(js, settings)
 
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
 
             def submit_batch(count: int):
                 return asyncio.gather(

@@ -13,8 +13,7 @@ import asyncio
 import time
 
 import pytest
-from faultkit import RunWatch, stored_snapshots
-from isolation import isolated_settings
+from faultkit import stored_snapshots
 from worker_support import (
     WorkerProcess,
     make_job,
@@ -24,6 +23,9 @@ from worker_support import (
     wait_until,
     worker_record,
 )
+
+from pyoco_server.testing import isolated_settings
+from pyoco_server.testing.terminal_runs import TerminalRuns
 
 RUNS = 100
 CONCURRENCY = 2
@@ -44,7 +46,7 @@ async def test_kill9_of_a_busy_worker_loses_no_run(nc, nats_server, tmp_path):
     args = ("--concurrency", str(CONCURRENCY))
     steady = WorkerProcess(settings, tmp_path, *args, worker_id="steady")
     victim = WorkerProcess(settings, tmp_path, *args, worker_id="victim")
-    watch = RunWatch()
+    watch = TerminalRuns()
     try:
         for worker in (steady, victim):
             await worker.wait_ready(js, settings)

@@ -14,12 +14,12 @@ import time
 
 import httpx
 import pytest
-from faultkit import OUTAGE_ANSWER_SEC, GatewayProcess, submit_http, wait_terminal_http
-from isolation import isolated_settings
+from faultkit import OUTAGE_ANSWER_SEC, start_gateway, submit_http, wait_terminal_http
 from worker_support import WorkerProcess, wait_until, worker_record
 
 from pyoco_server.embedded import EmbeddedNats, free_port
 from pyoco_server.nats_client import connect
+from pyoco_server.testing import isolated_settings
 
 ACKS = {"consumer_ack_wait_sec": 3.0, "ack_progress_interval_sec": 0.5}
 
@@ -34,17 +34,17 @@ async def test_nats_crash_under_load_is_survived_without_restarts(tmp_path):
     server = EmbeddedNats(tmp_path / "nats", port=free_port())
     server.start()
     settings = isolated_settings(server.url, **ACKS)
-    gateway = GatewayProcess(settings, tmp_path)
+    gateway = start_gateway(settings, tmp_path)
     workers = [
         WorkerProcess(settings, tmp_path, "--concurrency", "2", worker_id=f"w{i}") for i in range(2)
     ]
     nc = await connect(server.url, "pytest")
     try:
-        await gateway.wait_ready()
+        await gateway.wait_ready_async()
         js = nc.jetstream()
         for worker in workers:
             await worker.wait_ready(js, settings)
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
             accepted = await asyncio.gather(
                 *(submit_http(client, "nap", {"seconds": 0.4}) for _ in range(30))
             )

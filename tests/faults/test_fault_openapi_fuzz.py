@@ -23,11 +23,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from faultkit import GatewayProcess
-from isolation import isolated_settings
+from faultkit import start_gateway
 
 from pyoco_server.api_keys import ApiKeyStore
 from pyoco_server.nats_client import connect
+from pyoco_server.testing import GatewayProcess, isolated_settings
 
 EXAMPLES = os.environ.get("PYOCO_FUZZ_EXAMPLES", "25")
 SEED = os.environ.get("PYOCO_FUZZ_SEED", "20261130")
@@ -90,10 +90,10 @@ async def test_fuzzing_the_api_finds_no_server_error_or_nonconformance(nats_serv
     settings = isolated_settings(
         nats_server.url, yaml_allowed_callables=("tests.flows",), **SHORT_WATCHES
     )
-    gateway = GatewayProcess(settings, tmp_path)
+    gateway = start_gateway(settings, tmp_path)
     try:
-        await gateway.wait_ready()
-        result = schemathesis(gateway.base_url, tmp_path / "report")
+        await gateway.wait_ready_async()
+        result = schemathesis(gateway.url, tmp_path / "report")
         assert_clean(result, gateway)
     finally:
         gateway.stop()
@@ -105,15 +105,15 @@ async def test_fuzzing_with_api_keys_on_finds_no_server_error(nats_server, tmp_p
         nats_server.url, http_auth_mode="api_key", auth_pepper=PEPPER, **SHORT_WATCHES
     )
     nc = await connect(nats_server.url, "pytest")
-    gateway = GatewayProcess(settings, tmp_path)
+    gateway = start_gateway(settings, tmp_path)
     try:
-        await gateway.wait_ready()
+        await gateway.wait_ready_async()
         store = ApiKeyStore(
             lambda: nc.jetstream().key_value(settings.auth_kv_bucket), PEPPER.encode()
         )
         api_key, _ = await store.create("fuzz")
         header = f"{settings.http_api_key_header}: {api_key}"
-        result = schemathesis(gateway.base_url, tmp_path / "report", header)
+        result = schemathesis(gateway.url, tmp_path / "report", header)
         assert_clean(result, gateway)
     finally:
         gateway.stop()

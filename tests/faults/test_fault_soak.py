@@ -20,9 +20,11 @@ import signal
 import time
 
 import pytest
-from faultkit import RunWatch, stored_snapshots
-from isolation import isolated_settings
+from faultkit import stored_snapshots
 from worker_support import WorkerProcess, make_job, open_store, queue_is_empty, submit, wait_until
+
+from pyoco_server.testing import isolated_settings
+from pyoco_server.testing.terminal_runs import TerminalRuns
 
 RUNS = int(os.environ.get("PYOCO_SOAK_RUNS", "400"))
 RESTART_EVERY_SEC = float(os.environ.get("PYOCO_SOAK_RESTART_SEC", "2.0"))
@@ -96,7 +98,7 @@ async def test_soak_with_restarting_workers_finishes_every_run_exactly_once(
     settings = isolated_settings(nats_server.url, **ACKS)
     js, store = await open_store(nc, settings)
     restarter = Restarter(settings, tmp_path, ["soak-a", "soak-b"])
-    watch = RunWatch()
+    watch = TerminalRuns()
     stop = asyncio.Event()
     restarts = None
     try:

@@ -2,66 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from gwtools import multipart
 
-from pyoco_server.config import Settings, env_var
-from pyoco_server.embedded import free_port
-
-ISOLATED_FIELDS = (
-    "work_stream",
-    "work_subject_prefix",
-    "dlq_stream",
-    "dlq_subject_prefix",
-    "runs_kv_bucket",
-    "workers_kv_bucket",
-    "auth_kv_bucket",
-    "idempotency_kv_bucket",
-)
+from pyoco_server.config import Settings
+from pyoco_server.testing import GatewayProcess
 
 
 @pytest.fixture
-def served(settings: Settings, repo_root) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-    env.update({env_var(name): str(getattr(settings, name)) for name in ISOLATED_FIELDS})
-    env.update(
-        PYOCO_HTTP_MAX_BODY_BYTES="4096",
-        PYOCO_YAML_ALLOWED_CALLABLES="tests.flows",
-        PYTHONPATH=str(repo_root),
-    )
-    command = [sys.executable, "-m", "pyoco_server.cli.server", "up"]
-    command += ["--nats-url", settings.nats_url, "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=repo_root
-    )
-    base = f"http://127.0.0.1:{port}"
+def served(settings: Settings, repo_root, tmp_path) -> Iterator[str]:
+    """``pyoco-server up`` on a free port; its base URL. It must exit 0 on SIGTERM."""
+    env = {
+        "PYOCO_HTTP_MAX_BODY_BYTES": "4096",
+        "PYOCO_YAML_ALLOWED_CALLABLES": "tests.flows",
+        "PYTHONPATH": str(repo_root),
+    }
+    gateway = GatewayProcess(tmp_path, settings=settings, env=env, cwd=repo_root)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "gateway never became ready"
-            time.sleep(0.1)
-        yield base
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        gateway.wait_ready(30)
+        yield gateway.url
+        assert gateway.stop() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        gateway.stop()
 
 
 def test_the_api_through_uvicorn(served: str):

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from isolation import isolated_settings
-from lctools import WATCH_HEARTBEAT_SEC, LiveGateway
+from lctools import WATCH_HEARTBEAT_SEC, start_gateway
 from worker_support import WorkerProcess
 
 from pyoco_server.config import Settings
+from pyoco_server.testing import GatewayProcess, isolated_settings
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,10 @@ def lc_settings(nats_server) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def gateway(lc_settings: Settings, tmp_path_factory) -> Iterator[LiveGateway]:
-    server = LiveGateway(lc_settings, tmp_path_factory.mktemp("gateway"))
+def gateway(lc_settings: Settings, tmp_path_factory) -> Iterator[GatewayProcess]:
+    server = start_gateway(lc_settings, tmp_path_factory.mktemp("gateway"))
     try:
+        server.wait_ready()
         yield server
     finally:
         server.stop()
@@ -39,8 +40,8 @@ def worker(lc_settings: Settings, tmp_path_factory) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture
-async def client(gateway: LiveGateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway.base, timeout=30) as http:
+async def client(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         yield http
 
 

@@ -1,13 +1,8 @@
-"""Helpers for the run lifecycle tests: a real gateway process, SSE reading, metrics."""
+"""Helpers for the run lifecycle tests: SSE reading, metrics, polling the HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,62 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from worker_support import REPO_ROOT, settings_env
+from worker_support import REPO_ROOT
 
+from pyoco_server.client import SseParser
 from pyoco_server.config import Settings
-from pyoco_server.embedded import free_port
+from pyoco_server.testing import GatewayProcess
 
 #: Short watch heartbeats in these tests, so a dropped watch is noticed quickly.
 WATCH_HEARTBEAT_SEC = 0.5
 
 
-class LiveGateway:
-    """``pyoco-server up --nats-url ... --port <free>`` (real uvicorn) as a child process."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
-        env.update(settings_env(settings))
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        self.log_path = log_dir / f"gateway-{self.port}.log"
-        self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "pyoco_server.cli.server", "up"]
-        command += ["--nats-url", str(settings.nats_url), "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-        )
-        self._wait_ready()
-
-    def log(self) -> str:
-        self.log_file.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.base + "/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError("gateway exited:\n" + self.log()[-3000:])
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("gateway never became ready:\n" + self.log()[-3000:])
-            time.sleep(0.1)
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log_file.close()
-        return self.process.returncode
+def start_gateway(settings: Settings, log_dir: Path) -> GatewayProcess:
+    """``pyoco-server up`` (real uvicorn) for ``settings``, the repository importable; call
+    ``wait_ready`` (or ``wait_ready_async``) before using it."""
+    return GatewayProcess(
+        log_dir, settings=settings, env={"PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT
+    )
 
 
 @dataclass
@@ -85,23 +40,11 @@ class Event:
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
     """Parse a ``text/event-stream`` response (comments skipped) until it ends."""
-    name, event_id, data = "message", None, []
+    parser = SseParser()
     async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield Event(name, json.loads("\n".join(data)), event_id, time.monotonic())
-            name, event_id, data = "message", None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                name = value
-            elif field == "id":
-                event_id = value
-            elif field == "data":
-                data.append(value)
+        event = parser.feed(line)
+        if event is not None:
+            yield Event(event.event, event.data, event.id, time.monotonic())
 
 
 async def collect(

@@ -13,11 +13,11 @@ import uuid
 import httpx
 from lctools import (
     WATCH_HEARTBEAT_SEC,
-    LiveGateway,
     collect,
     gauge,
     snapshots,
     sse_events,
+    start_gateway,
     submit,
     wait_status,
     wait_tasks,
@@ -145,7 +145,7 @@ async def test_watch_errors_are_answered_before_the_stream_starts(client):
 async def test_dropped_watches_are_released(client, gateway, nc, lc_settings):
     run_id = await submit(client, "noop", tag=f"idle{uuid.uuid4().hex[:8]}")
     limits = httpx.Limits(max_connections=150, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=gateway.base, timeout=30, limits=limits) as many:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, limits=limits) as many:
         streams = []
         for _ in range(100):
             context = many.stream("GET", f"/runs/{run_id}/watch")
@@ -175,7 +175,7 @@ async def test_cli_watch_prints_each_change_until_the_run_ends(
 ):
     await _block_worker(client, tmp_path)
     run_id = await submit(client, "steps", params={"step_seconds": 0.2})
-    base = [sys.executable, "-m", "pyoco_server.cli.client", "--server", gateway.base]
+    base = [sys.executable, "-m", "pyoco_server.cli.client", "--server", gateway.url]
     process = await asyncio.create_subprocess_exec(
         *base,
         "watch",
@@ -212,9 +212,10 @@ async def test_cli_watch_prints_each_change_until_the_run_ends(
 
 
 async def test_shutdown_ends_open_watches_with_a_closing_event(lc_settings, tmp_path):
-    own = LiveGateway(lc_settings, tmp_path)
+    own = start_gateway(lc_settings, tmp_path)
     try:
-        async with httpx.AsyncClient(base_url=own.base, timeout=30) as http:
+        await own.wait_ready_async()
+        async with httpx.AsyncClient(base_url=own.url, timeout=30) as http:
             run_id = await submit(http, "noop", tag=f"idle{uuid.uuid4().hex[:8]}")
             async with http.stream("GET", f"/runs/{run_id}/watch") as response:
                 events = sse_events(response)

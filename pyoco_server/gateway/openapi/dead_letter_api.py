@@ -65,7 +65,7 @@ def schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["seq", "dlq_subject"],
             "additionalProperties": True,
-            "description": "the whole entry as stored (contract §7.2 fields)",
+            "description": "the whole entry as stored (docs/worker.md, Failures)",
             "properties": {
                 **entry_properties,
                 "dlq_subject": {"type": "string"},
