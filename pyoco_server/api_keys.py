@@ -2,9 +2,18 @@
 
 A key is ``pyoco_<key_id>.<secret>``: ``key_id`` (16 hex digits) names the record, ``secret`` is
 43 URL-safe characters from :mod:`secrets` (256 bits). The plain key is returned once by
-:meth:`ApiKeyStore.create` and never stored: the record under ``keys.<key_id>`` keeps
-``HMAC-SHA256(PYOCO_AUTH_PEPPER, whole key)``. Because the secret is high-entropy a keyed hash is
-enough (no slow KDF), so verification costs microseconds and never blocks the event loop.
+:meth:`ApiKeyStore.create` and never stored. The record under ``keys.<key_id>`` keeps a hash of
+the whole key, by one of two schemes named in its ``hash_alg``:
+
+* ``hmac-sha256`` — ``HMAC-SHA256(PYOCO_AUTH_PEPPER, key)``: keys created with a pepper;
+* ``sha256`` — ``SHA-256(key)``: keys created without one. A later :meth:`ApiKeyStore.bind_pepper`
+  adds ``bound_hash = HMAC-SHA256(pepper, SHA-256(key))`` (computed from the record alone), so
+  the key keeps working once the gateways have the pepper.
+
+Because the secret is high-entropy a plain or keyed hash is enough (no slow KDF): a stored hash
+cannot be reversed, and verification costs microseconds. What a pepper adds is that write
+access to the bucket alone does not let anyone mint a key: a gateway with a pepper accepts
+only records whose hash needs the pepper (``hmac-sha256``, or ``sha256`` with ``bound_hash``).
 
 Verified lookups go through :class:`RecordCache`: a record fetched from KV (or its absence) is
 reused for at most ``PYOCO_AUTH_CACHE_TTL_SEC`` seconds, which is therefore the longest a revoked
@@ -47,6 +56,9 @@ TENANT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 MAX_LABEL_CHARS = 200
 RECORD_PREFIX = "keys."
 HASH_ALGORITHM = "hmac-sha256"
+#: The scheme of keys created without a pepper.
+PLAIN_HASH_ALGORITHM = "sha256"
+HASH_ALGORITHMS = (HASH_ALGORITHM, PLAIN_HASH_ALGORITHM)
 #: Most key records a gateway keeps in memory; the least recently used are dropped first.
 DEFAULT_CACHE_ENTRIES = 10_000
 #: Longest wait for one key record: a read takes about a millisecond, so a slower one means NATS
@@ -63,8 +75,10 @@ class AuthBackendUnavailable(PyocoServerError):
 class ApiKeyRejected(PyocoServerError):
     """A presented key is malformed, unknown, does not match its record, or is revoked.
 
-    ``reason`` (``malformed``, ``unknown``, ``mismatch``, ``revoked``) is for logs only: every
-    case gets the same answer, so a caller cannot probe which key ids exist.
+    ``reason`` (``malformed``, ``unknown``, ``mismatch``, ``revoked``, ``needs_pepper`` — a
+    peppered record on a gateway without a pepper —, ``unbound`` — a record created without a
+    pepper, on a gateway with one, before ``api-key bind-pepper``) is for logs only: every case
+    gets the same answer, so a caller cannot probe which key ids exist.
     """
 
     number = 15
@@ -112,6 +126,7 @@ class ApiKeyRecord:
     revoked_at: float | None = None
     label: str | None = None
     hash_alg: str = HASH_ALGORITHM
+    bound_hash: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -127,8 +142,18 @@ class ApiKeyRecord:
             "revoked_at": self.revoked_at,
         }
 
+    @property
+    def pepper_scheme(self) -> str:
+        """``peppered``, ``unpeppered`` or ``bound`` (unpeppered, then bound to a pepper)."""
+        if self.hash_alg == HASH_ALGORITHM:
+            return "peppered"
+        return "bound" if self.bound_hash else "unpeppered"
+
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode("utf-8")
+        document = asdict(self)
+        if document["bound_hash"] is None:
+            del document["bound_hash"]
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def decode(cls, data: bytes) -> ApiKeyRecord:
@@ -143,10 +168,15 @@ class ApiKeyRecord:
                 revoked_at=None if raw.get("revoked_at") is None else float(raw["revoked_at"]),
                 label=raw.get("label"),
                 hash_alg=raw.get("hash_alg", HASH_ALGORITHM),
+                bound_hash=raw.get("bound_hash"),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"not an API key record: {type(exc).__name__}") from None
-        if not isinstance(record.secret_hash, str) or record.hash_alg != HASH_ALGORITHM:
+        if (
+            not isinstance(record.secret_hash, str)
+            or record.hash_alg not in HASH_ALGORITHMS
+            or not isinstance(record.bound_hash, (str, type(None)))
+        ):
             raise ValueError("not an API key record: unsupported hash")
         return record
 
@@ -179,9 +209,10 @@ def validate_label(label: str | None) -> str | None:
     return label
 
 
-def require_pepper(settings: Settings) -> bytes:
-    """The pepper as bytes; a :class:`ConfigError` when it is too short to be a secret."""
-    if len(settings.auth_pepper) < MIN_PEPPER_CHARS:
+def pepper_of(settings: Settings, required: bool = False) -> bytes:
+    """The pepper as bytes (``b""`` when none is set); a :class:`ConfigError` when one is set
+    but too short to be a secret, or when ``required`` and none is set."""
+    if (settings.auth_pepper or required) and len(settings.auth_pepper) < MIN_PEPPER_CHARS:
         raise ConfigError(
             "PYOCO_AUTH_PEPPER",
             f"<{len(settings.auth_pepper)} characters, hidden>",
@@ -194,6 +225,31 @@ def require_pepper(settings: Settings) -> bytes:
 def keyed_hash(pepper: bytes, api_key: str) -> str:
     """``HMAC-SHA256(pepper, api_key)`` as hex; hashing the whole key binds it to its key id."""
     return hmac.new(pepper, api_key.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def plain_hash(api_key: str) -> str:
+    """``SHA-256(api_key)`` as hex: the hash of keys created without a pepper."""
+    return hashlib.sha256(api_key.encode("ascii")).hexdigest()
+
+
+def bound_hash(pepper: bytes, plain: str) -> str:
+    """``HMAC-SHA256(pepper, plain hash)``: binds an unpeppered record to ``pepper``."""
+    return hmac.new(pepper, plain.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _matches(record: ApiKeyRecord, pepper: bytes, presented: str) -> str | None:
+    """``None`` when ``presented`` matches ``record`` under ``pepper``, else the reason."""
+    if record.hash_alg == HASH_ALGORITHM:
+        if not pepper:
+            return "needs_pepper"
+        expected, actual = record.secret_hash, keyed_hash(pepper, presented)
+    elif pepper:
+        if record.bound_hash is None:
+            return "unbound"
+        expected, actual = record.bound_hash, bound_hash(pepper, plain_hash(presented))
+    else:
+        expected, actual = record.secret_hash, plain_hash(presented)
+    return None if hmac.compare_digest(expected, actual) else "mismatch"
 
 
 @dataclass(frozen=True)
@@ -302,8 +358,11 @@ class ApiKeyStore:
                 key_id=key_id,
                 tenant_id=tenant_id,
                 created_at=time.time(),
-                secret_hash=keyed_hash(self._pepper, api_key),
+                secret_hash=(
+                    keyed_hash(self._pepper, api_key) if self._pepper else plain_hash(api_key)
+                ),
                 label=label,
+                hash_alg=HASH_ALGORITHM if self._pepper else PLAIN_HASH_ALGORITHM,
             )
             try:
                 await kv.create(RECORD_PREFIX + key_id, record.encode())
@@ -366,6 +425,36 @@ class ApiKeyStore:
             return revoked
         raise AuthBackendUnavailable(f"API key {key_id!r} kept changing; try again")
 
+    async def bind_pepper(self) -> list[ApiKeyRecord]:
+        """Add ``bound_hash`` (for this store's pepper) to every unpeppered record lacking one,
+        so those keys keep working on gateways that have the pepper. Idempotent; returns the
+        records it changed. Needs a pepper."""
+        if not self._pepper:
+            raise ConfigError("PYOCO_AUTH_PEPPER", "<unset>", "the pepper to bind keys to")
+        kv = await self._kv()
+        changed = []
+        for listed in await self.list():
+            if listed.hash_alg != PLAIN_HASH_ALGORITHM or listed.bound_hash:
+                continue
+            for _ in range(5):
+                record, revision = await self._fetch(listed.key_id)
+                if record is None or record.bound_hash:
+                    break
+                bound = replace(record, bound_hash=bound_hash(self._pepper, record.secret_hash))
+                try:
+                    await kv.update(RECORD_PREFIX + record.key_id, bound.encode(), last=revision)
+                except KeyWrongLastSequenceError:
+                    continue  # revoked meanwhile: read again
+                except Exception as exc:
+                    raise AuthBackendUnavailable(
+                        f"key store unavailable: {type(exc).__name__}"
+                    ) from None
+                self.cache.discard(record.key_id)
+                log.info("api_key_bound_to_pepper", key_id=record.key_id)
+                changed.append(bound)
+                break
+        return changed
+
     async def verify(self, presented: str) -> ApiKeyIdentity:
         """Check a presented key; return its identity.
 
@@ -381,8 +470,9 @@ class ApiKeyStore:
             self.cache.put(key_id, record)
         if record is None:
             raise ApiKeyRejected("unknown", key_id)
-        if not hmac.compare_digest(record.secret_hash, keyed_hash(self._pepper, presented)):
-            raise ApiKeyRejected("mismatch", key_id)
+        failure = _matches(record, self._pepper, presented)
+        if failure is not None:
+            raise ApiKeyRejected(failure, key_id)
         if record.revoked:
             raise ApiKeyRejected("revoked", key_id)
         return ApiKeyIdentity(key_id=record.key_id, tenant_id=record.tenant_id)

@@ -288,6 +288,7 @@ class PyocoHttpClient:
         include_records: bool = False,
         timeout_sec: float | None = None,
         reconnects: int = 5,
+        since_id: int | None = None,
     ) -> Iterator[SseEvent]:
         """Server-sent events of the run until its terminal snapshot.
 
@@ -296,9 +297,9 @@ class PyocoHttpClient:
         A dropped connection, a gateway that shuts down or ends the stream at its own time
         limit is resumed with ``Last-Event-ID`` (at most ``reconnects`` failures in a row), so
         no snapshot is repeated or lost. Stops after ``timeout_sec`` when given, or when the
-        run is deleted.
+        run is deleted. ``since_id`` resumes after that event id (only later snapshots).
         """
-        last_id: str | None = None
+        last_id: str | None = None if since_id is None else str(since_id)
         failures = 0
         params: dict[str, Any] = {}
         if include_records:
@@ -326,7 +327,9 @@ class PyocoHttpClient:
                         if response.status_code in RETRYABLE_STATUS:
                             raise httpx.RemoteProtocolError("server unavailable")
                         raise PyocoHttpError(response.status_code, _body(response))
+                    received = False
                     for event in _parse_sse(response.iter_lines()):
+                        received = True
                         if event.id is not None:
                             last_id = event.id
                         if event.event in ("error", "closing"):
@@ -338,6 +341,8 @@ class PyocoHttpClient:
                             and is_terminal((event.data or {}).get("status"))
                         ):
                             return
+                    if not received:
+                        return  # an empty stream: the run ended at or before ``Last-Event-ID``
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > reconnects:

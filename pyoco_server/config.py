@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .nesting import DEFAULT_MAX_NESTING_DEPTH, MAX_NESTING_DEPTH_LIMIT
 
 # ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("gpu\n" is no tag).
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\Z")
@@ -25,7 +26,7 @@ DECIMAL_FORM = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTH_MODES = ("none", "api_key")
 LOG_FORMATS = ("json", "text")
-#: Shortest ``PYOCO_AUTH_PEPPER`` accepted when API keys are in use.
+#: Shortest ``PYOCO_AUTH_PEPPER`` accepted (it is optional; when set it must be a secret).
 MIN_PEPPER_CHARS = 16
 
 
@@ -100,6 +101,15 @@ _SUBJECT = _pattern_parser(
 )
 _TAG = _pattern_parser(TAG_PATTERN, "a tag matching ^[A-Za-z0-9_-]+$ (no '.')")
 _POSITIVE = _number_parser(float, 0, inclusive=False)
+
+
+def _nesting_parser(name: str, raw: str) -> int:
+    value = _number_parser(int, 2)(name, raw)
+    if value > MAX_NESTING_DEPTH_LIMIT:
+        raise ConfigError(name, raw, f"an integer from 2 to {MAX_NESTING_DEPTH_LIMIT}")
+    return value
+
+
 _POSITIVE_INT = _number_parser(int, 1)
 
 
@@ -149,6 +159,9 @@ class Settings:
     )
     workflow_yaml_max_bytes: int = _setting("PYOCO_WORKFLOW_YAML_MAX_BYTES", _POSITIVE_INT, 262144)
     http_max_body_bytes: int = _setting("PYOCO_HTTP_MAX_BODY_BYTES", _POSITIVE_INT, 1048576)
+    max_nesting_depth: int = _setting(
+        "PYOCO_MAX_NESTING_DEPTH", _nesting_parser, DEFAULT_MAX_NESTING_DEPTH
+    )
     http_nats_timeout_sec: float = _setting("PYOCO_HTTP_NATS_TIMEOUT_SEC", _POSITIVE, 2.0)
     idempotency_kv_bucket: str = _setting("PYOCO_IDEMPOTENCY_KV_BUCKET", _NAME, "pyoco_idempotency")
     idempotency_ttl_sec: float = _setting("PYOCO_IDEMPOTENCY_TTL_SEC", _POSITIVE, 86400.0)
@@ -244,13 +257,13 @@ class Settings:
                 "a number above PYOCO_RUN_HEARTBEAT_INTERVAL_SEC "
                 f"({self.run_heartbeat_interval_sec})",
             )
-        if self.http_auth_mode == "api_key" and len(self.auth_pepper) < MIN_PEPPER_CHARS:
+        pepper_in_use = self.http_auth_mode == "api_key" and self.auth_pepper
+        if pepper_in_use and len(self.auth_pepper) < MIN_PEPPER_CHARS:
             raise ConfigError(
                 "PYOCO_AUTH_PEPPER",
                 f"<{len(self.auth_pepper)} characters, hidden>",
-                f"a secret of at least {MIN_PEPPER_CHARS} characters when "
-                "PYOCO_HTTP_AUTH_MODE=api_key (the same value on every gateway and for "
-                "pyoco-server-admin)",
+                f"unset, or a secret of at least {MIN_PEPPER_CHARS} characters (the same "
+                "value on every gateway and for pyoco-server-admin)",
             )
         if self.work_subject_prefix == self.dlq_subject_prefix:
             raise ConfigError(

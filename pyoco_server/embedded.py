@@ -75,11 +75,12 @@ class EmbeddedNats:
         cluster_name: str | None = None,
         cluster_port: int | None = None,
         routes: list[str] | None = None,
+        monitor_port: int | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.monitor_port = free_port(host)
+        self.monitor_port = monitor_port or free_port(host)
         self.server_name = server_name
         self.cluster_name = cluster_name
         self.cluster_port = cluster_port

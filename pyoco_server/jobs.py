@@ -67,6 +67,8 @@ def decode_job(data: bytes) -> dict[str, Any]:
         job = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJob(f"job is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidJob("job nests too deeply to be decoded") from None
     if not isinstance(job, dict):
         raise InvalidJob(f"job is a JSON {type(job).__name__}, not an object")
     for key in ("run_id", "flow_name"):

@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from .config import Settings
 from .log import get_logger
 from .model import is_terminal
+from .nesting import load_stored
 
 log = get_logger(__name__)
 
@@ -209,7 +210,8 @@ class RunStore:
             raise RunNotFound(run_id) from None
         if entry.value is None:
             raise RunNotFound(run_id)
-        return json.loads(entry.value), entry.revision
+        snapshot = load_stored(entry.value, self.settings.max_nesting_depth, "run snapshot")
+        return snapshot, entry.revision
 
     async def create(
         self, snapshot: dict[str, Any], job: dict[str, Any] | None, event: str = "submitted"

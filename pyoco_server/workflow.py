@@ -16,6 +16,7 @@ import yaml
 
 from .errors import PolicyViolation
 from .model import ResolvedFlow, WorkflowContext
+from .nesting import DEFAULT_MAX_NESTING_DEPTH
 from .text import has_lone_surrogate
 
 #: Keys pyoco 0.8 accepts in a single-flow file, per level.
@@ -27,7 +28,12 @@ FORBIDDEN_KEYS = frozenset({"flows", "discovery"})
 
 
 class _NoAliasSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses anchors/aliases, so a small file cannot expand."""
+    """``yaml.SafeLoader`` that refuses anchors/aliases, so a small file cannot expand, and
+    collections nested deeper than ``max_depth`` (checked while composing, before the
+    recursion could get deep)."""
+
+    max_depth = DEFAULT_MAX_NESTING_DEPTH
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -37,14 +43,40 @@ class _NoAliasSafeLoader(yaml.SafeLoader):
                 f"YAML aliases are not accepted (line {event.start_mark.line + 1})",
                 "*" + str(event.anchor),
             )
-        return super().compose_node(parent, index)
+        nested = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if nested:
+            self._depth += 1
+            if self._depth > self.max_depth:
+                event = self.peek_event()
+                raise PolicyViolation(
+                    "too_deep",
+                    f"workflow YAML nests deeper than {self.max_depth} levels at line "
+                    f"{event.start_mark.line + 1} (PYOCO_MAX_NESTING_DEPTH={self.max_depth})",
+                )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nested:
+                self._depth -= 1
 
 
-def parse_workflow_yaml(raw: bytes, max_bytes: int) -> dict[str, Any]:
+def _load(text: str, max_depth: int) -> Any:
+    loader = _NoAliasSafeLoader(text)
+    loader.max_depth = max_depth
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def parse_workflow_yaml(
+    raw: bytes, max_bytes: int, max_depth: int = DEFAULT_MAX_NESTING_DEPTH
+) -> dict[str, Any]:
     """Parse an uploaded workflow; raise :class:`PolicyViolation` when it is not a mapping.
 
     Reason codes: ``too_large`` (over ``max_bytes``), ``invalid_encoding``, ``invalid_yaml``,
-    ``yaml_alias_not_allowed``, ``not_a_mapping``.
+    ``yaml_alias_not_allowed``, ``too_deep`` (collections nested deeper than ``max_depth``),
+    ``not_a_mapping``.
     """
     if len(raw) > max_bytes:
         raise PolicyViolation(
@@ -57,11 +89,13 @@ def parse_workflow_yaml(raw: bytes, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise PolicyViolation("invalid_encoding", f"workflow YAML is not UTF-8: {exc}") from None
     try:
-        document = yaml.load(text, Loader=_NoAliasSafeLoader)
+        document = _load(text, max_depth)
     except yaml.YAMLError as exc:
         raise PolicyViolation("invalid_yaml", _yaml_error_text(exc)) from None
     except RecursionError:
-        raise PolicyViolation("invalid_yaml", "workflow YAML is nested too deeply") from None
+        raise PolicyViolation(
+            "too_deep", f"workflow YAML nests deeper than {max_depth} levels"
+        ) from None
     if not isinstance(document, dict):
         raise PolicyViolation(
             "not_a_mapping", "workflow YAML must be a mapping with 'flow' and 'tasks'"
@@ -78,10 +112,13 @@ def check_workflow_yaml(pm: Any, raw: bytes, context: WorkflowContext) -> dict[s
 
     The one policy check of a workflow YAML, wherever it happens (``POST /runs/yaml``, a
     redrive, the worker before building): parsing caps it at ``PYOCO_WORKFLOW_YAML_MAX_BYTES``
-    of ``context.settings``. Returns the accepted document; raises :class:`PolicyViolation`
-    (from the parser or from a hook) otherwise.
+    and ``PYOCO_MAX_NESTING_DEPTH`` of ``context.settings``. Returns the accepted document;
+    raises :class:`PolicyViolation` (from the parser or from a hook) otherwise.
     """
-    document = parse_workflow_yaml(raw, context.settings.workflow_yaml_max_bytes)
+    settings = context.settings
+    document = parse_workflow_yaml(
+        raw, settings.workflow_yaml_max_bytes, settings.max_nesting_depth
+    )
     pm.hook.pyoco_check_workflow_yaml(document=document, raw=raw, context=context)
     return document
 

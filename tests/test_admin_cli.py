@@ -68,7 +68,15 @@ async def test_create_list_revoke_round_trip(admin_env, settings: Settings, nc):
     assert listed.returncode == 0, listed.stderr
     records = json.loads(listed.stdout)
     assert [record["key_id"] for record in records] == [document["key_id"]]
-    assert set(records[0]) == {"key_id", "tenant_id", "label", "created_at", "revoked_at"}
+    assert set(records[0]) == {
+        "key_id",
+        "tenant_id",
+        "label",
+        "created_at",
+        "revoked_at",
+        "pepper",
+    }
+    assert records[0]["pepper"] == "peppered"
     assert api_key not in listed.stdout and "hash" not in listed.stdout
 
     revoked = admin(admin_env, "api-key", "revoke", "--key-id", document["key_id"])
@@ -97,10 +105,38 @@ def test_bad_tenant_is_a_usage_error(admin_env):
     assert "invalid tenant" in result.stderr
 
 
-def test_create_without_pepper_refuses_with_the_variable_named(admin_env):
+async def test_create_without_pepper_works_and_bind_pepper_keeps_the_key(admin_env, nc, settings):
     result = admin({**admin_env, "PYOCO_AUTH_PEPPER": ""}, "api-key", "create", "--tenant", "t")
-    assert result.returncode == 1
-    assert "ERR-PYOCO-0013" in result.stderr and "PYOCO_AUTH_PEPPER" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "PYOCO_AUTH_PEPPER is not set" in result.stderr
+    api_key = json.loads(result.stdout)["api_key"]
+    listed = json.loads(admin({**admin_env, "PYOCO_AUTH_PEPPER": ""}, "api-key", "list").stdout)
+    assert [record["pepper"] for record in listed] == ["unpeppered"]
+
+    kv = await open_auth_kv(nc.jetstream(timeout=5.0), settings)
+
+    async def get_kv():
+        return kv
+
+    async def verify(pepper: str) -> str:
+        return (await ApiKeyStore(get_kv, pepper.encode()).verify(api_key)).tenant_id
+
+    assert await verify("") == "t"
+    with pytest.raises(ApiKeyRejected) as refused:
+        await verify(PEPPER)
+    assert refused.value.reason == "unbound", "a pepper gateway refuses an unbound record"
+    bound = admin(admin_env, "api-key", "bind-pepper")
+    assert bound.returncode == 0, bound.stderr
+    assert [record["tenant_id"] for record in json.loads(bound.stdout)] == ["t"]
+    assert json.loads(admin(admin_env, "api-key", "bind-pepper").stdout) == []
+    assert await verify(PEPPER) == "t", "a bound key works with the pepper"
+    assert await verify("") == "t", "and still without it"
+
+    short = admin({**admin_env, "PYOCO_AUTH_PEPPER": "short"}, "api-key", "create", "--tenant", "t")
+    assert short.returncode == 1
+    assert "ERR-PYOCO-0013" in short.stderr and "PYOCO_AUTH_PEPPER" in short.stderr
+    unset = admin({**admin_env, "PYOCO_AUTH_PEPPER": ""}, "api-key", "bind-pepper")
+    assert unset.returncode == 1 and "PYOCO_AUTH_PEPPER" in unset.stderr
 
 
 def test_unreachable_nats_fails_fast_with_err_0003(admin_env):

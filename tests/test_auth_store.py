@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import time
@@ -88,6 +89,41 @@ async def test_created_key_has_the_documented_shape_and_only_a_hash_is_stored(kv
     assert document["hash_alg"] == "hmac-sha256" and len(document["secret_hash"]) == 64
     other_key, _ = await store.create("acme")
     assert other_key != api_key
+
+
+async def test_keys_without_a_pepper_need_binding_before_a_pepper_gateway_accepts_them(kv):
+    plain = make_store(kv, pepper="")
+    api_key, record = await plain.create("acme")
+    document = json.loads((await kv.get(f"keys.{record.key_id}")).value)
+    assert document["hash_alg"] == "sha256" and "bound_hash" not in document
+    assert (await plain.verify(api_key)).tenant_id == "acme"
+    with pytest.raises(ApiKeyRejected) as info:
+        await make_store(kv).verify(api_key)
+    assert info.value.reason == "unbound"
+    # A record forged by someone who can write the bucket but lacks the pepper stays refused.
+    forged_key = f"pyoco_{'e' * 16}.{'B' * 43}"
+    forged = json.dumps(
+        {
+            **document,
+            "key_id": "e" * 16,
+            "secret_hash": hashlib.sha256(forged_key.encode()).hexdigest(),
+            "bound_hash": "0" * 64,
+        }
+    )
+    await kv.put(f"keys.{'e' * 16}", forged.encode())
+    assert [r.key_id for r in await make_store(kv).bind_pepper()] == [record.key_id]
+    assert await make_store(kv).bind_pepper() == [], "idempotent"
+    assert (await make_store(kv).verify(api_key)).tenant_id == "acme"
+    assert (await plain.verify(api_key)).tenant_id == "acme"
+    with pytest.raises(ApiKeyRejected):
+        await make_store(kv).verify(forged_key)
+    with pytest.raises(ApiKeyRejected) as info:
+        await make_store(kv, pepper="another-pepper-0123456789").verify(api_key)
+    assert info.value.reason == "mismatch"
+    peppered_key, _ = await make_store(kv).create("acme")
+    with pytest.raises(ApiKeyRejected) as info:
+        await plain.verify(peppered_key)
+    assert info.value.reason == "needs_pepper"
 
 
 async def test_valid_key_verifies_to_its_tenant(kv):
@@ -229,8 +265,7 @@ async def test_auth_settings_are_validated_without_revealing_the_pepper(settings
     with pytest.raises(ConfigError) as info:
         settings.with_overrides(http_auth_mode="api_key", auth_pepper="short")
     assert info.value.name == "PYOCO_AUTH_PEPPER" and "short" not in str(info.value)
-    with pytest.raises(ConfigError):
-        Settings.from_env({"PYOCO_HTTP_AUTH_MODE": "api_key"})
+    assert Settings.from_env({"PYOCO_HTTP_AUTH_MODE": "api_key"}).auth_pepper == ""
     assert (
         Settings.from_env(
             {"PYOCO_HTTP_AUTH_MODE": "api_key", "PYOCO_AUTH_PEPPER": PEPPER}

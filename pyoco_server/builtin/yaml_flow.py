@@ -20,5 +20,7 @@ def pyoco_resolve_flow(job: dict[str, Any], settings: Settings) -> ResolvedFlow 
     text = job.get("workflow_yaml")
     if not text:
         return None
-    document = parse_workflow_yaml(text.encode("utf-8"), settings.workflow_yaml_max_bytes)
+    document = parse_workflow_yaml(
+        text.encode("utf-8"), settings.workflow_yaml_max_bytes, settings.max_nesting_depth
+    )
     return build_flow(document, job["flow_name"], job.get("params") or {})

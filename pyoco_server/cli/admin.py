@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client
 
+from .. import __version__
 from ..api_keys import (
     ApiKeyStore,
     AuthBackendUnavailable,
     InvalidKeyRequest,
     open_auth_kv,
-    require_pepper,
+    pepper_of,
     validate_tenant,
 )
 from ..config import Settings
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Administer pyoco-server API keys, stored (hashed) in the NATS KV bucket "
         "PYOCO_AUTH_KV_BUCKET. Output is JSON on stdout.",
     )
+    parser.add_argument("--version", action="version", version=f"pyoco-server-admin {__version__}")
     add_nats_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     api_key = commands.add_parser("api-key", help="create, list or revoke API keys")
@@ -53,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "create",
         help="create a key for a tenant and print it once",
         description="Create an API key for TENANT. The plain key is printed once, in the "
-        "'api_key' field; only a keyed hash is stored, so it cannot be shown again. Needs "
-        "PYOCO_AUTH_PEPPER, the same value the gateways use.",
+        "'api_key' field; only a hash is stored, so it cannot be shown again. With "
+        "PYOCO_AUTH_PEPPER set (the same value the gateways use) the hash is keyed with it; "
+        "without one, a plain SHA-256 (see bind-pepper).",
     )
     create.add_argument(
         "--tenant", required=True, type=_tenant, help="tenant id, ^[A-Za-z0-9_-]{1,64}$"
@@ -76,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds. Revoking a revoked key changes nothing; an unknown key id exits 1.",
     )
     revoke.add_argument("--key-id", required=True, help="the key id (shown by create and list)")
+
+    actions.add_parser(
+        "bind-pepper",
+        help="let keys created without a pepper keep working once gateways have one",
+        description="Bind every key created without a pepper to PYOCO_AUTH_PEPPER (needs it "
+        "set): adds HMAC(pepper, stored hash) to its record, so gateways started with that "
+        "pepper accept it. Run it before giving the gateways the pepper; idempotent. Prints "
+        "the records it changed.",
+    )
     return parser
 
 
@@ -150,7 +162,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings({"nats_url": args.nats_url}, {"nats_url": "--nats-url"})
     configure_logging(settings, "pyoco-server:admin")
     if args.action == "create":
-        pepper = require_pepper(settings)
+        pepper = pepper_of(settings)
+        if not pepper:
+            print(
+                "note: PYOCO_AUTH_PEPPER is not set: the key is stored as a plain SHA-256 "
+                "(see `api-key bind-pepper` in docs/auth.md before setting a pepper later)",
+                file=sys.stderr,
+            )
         api_key, record = asyncio.run(
             _with_store(settings, pepper, lambda store: store.create(args.tenant, args.label))
         )
@@ -161,7 +179,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     elif args.action == "list":
         records = asyncio.run(_with_store(settings, b"", lambda store: store.list(args.tenant)))
-        _print([record.public() for record in records])
+        _print([{**record.public(), "pepper": record.pepper_scheme} for record in records])
+    elif args.action == "bind-pepper":
+        pepper = pepper_of(settings, required=True)
+        changed = asyncio.run(_with_store(settings, pepper, lambda store: store.bind_pepper()))
+        _print([record.public() for record in changed])
     else:
         record = asyncio.run(_with_store(settings, b"", lambda store: store.revoke(args.key_id)))
         _print(record.public())

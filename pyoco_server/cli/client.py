@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from .. import __version__
 from ..client import (
     DEFAULT_SERVER,
     PyocoClientError,
@@ -34,7 +36,28 @@ EPILOG = """exit codes:
   2    usage error (bad arguments)
   130  interrupted (Ctrl-C)
 
-environment: PYOCO_SERVER (default server URL), PYOCO_API_KEY (API key)"""
+environment: PYOCO_SERVER (default server URL), PYOCO_API_KEY (API key),
+PYOCO_HTTP_API_KEY_HEADER (header of the key)"""
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _finite_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
 
 
 class UsageError(Exception):
@@ -216,24 +239,50 @@ def cmd_list(client: PyocoHttpClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: ``watch --since`` values below this are event ids (KV revisions); others are Unix times.
+SINCE_TIMESTAMP_FROM = 1e9
+
+
+def _since(value: float | None) -> tuple[int | None, float | None]:
+    """``(event id, Unix time)`` from ``watch --since`` (one of them set, or neither)."""
+    if value is None:
+        return None, None
+    if value < SINCE_TIMESTAMP_FROM and value == int(value):
+        return max(int(value), 0), None
+    return None, value
+
+
 def cmd_watch(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    since_id, since_time = _since(args.since)
     final: dict[str, Any] | None = None
-    for event in client.watch_run(args.run_id, timeout_sec=args.timeout):
+    printed = 0
+    events = client.watch_run(
+        args.run_id, include_records=args.records, timeout_sec=args.timeout, since_id=since_id
+    )
+    for event in events:
         if event.event != "snapshot":
             continue
         snapshot = event.data
-        if args.output == "status":
-            tasks = snapshot.get("tasks") or {}
-            states = " ".join(f"{name}={state}" for name, state in tasks.items())
-            print(f"{snapshot.get('status')} {states}".rstrip(), flush=True)
-        else:
-            print_json(snapshot)
+        if since_time is None or (snapshot.get("updated_at") or 0) >= since_time:
+            _print_watched(snapshot, args.output)
+            printed += 1
         if is_terminal(snapshot.get("status")):
             final = snapshot
             break
+        if args.max_events and printed >= args.max_events:
+            return EXIT_OK
     if final is None:
         return EXIT_ERROR if args.until_terminal else EXIT_OK
     return _exit_for(final) if args.until_terminal else EXIT_OK
+
+
+def _print_watched(snapshot: dict[str, Any], output: str) -> None:
+    if output == "status":
+        tasks = snapshot.get("tasks") or {}
+        states = " ".join(f"{name}={state}" for name, state in tasks.items())
+        print(f"{snapshot.get('status')} {states}".rstrip(), flush=True)
+    else:
+        print_json(snapshot)
 
 
 def cmd_cancel(client: PyocoHttpClient, args: argparse.Namespace) -> int:
@@ -387,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-key", default=os.environ.get("PYOCO_API_KEY"), help="API key [PYOCO_API_KEY]"
     )
+    parser.add_argument(
+        "--api-key-header",
+        default=os.environ.get("PYOCO_HTTP_API_KEY_HEADER") or "X-API-Key",
+        metavar="NAME",
+        help="HTTP header that carries the key [PYOCO_HTTP_API_KEY_HEADER or X-API-Key]",
+    )
+    parser.add_argument("--version", action="version", version=f"pyoco-client {__version__}")
     parser.add_argument("--request-timeout", type=float, default=10.0, help="seconds [10]")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -439,13 +495,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit when the run ends: 0 if COMPLETED, 1 otherwise",
     )
     watch.add_argument("--output", choices=("json", "status"), default="json")
-    watch.add_argument("--timeout", type=float, help="stop following after N seconds")
+    watch.add_argument(
+        "--timeout-sec",
+        "--timeout",
+        dest="timeout",
+        type=float,
+        metavar="SEC",
+        help="stop following after SEC seconds (exit 0; 1 with --until-terminal)",
+    )
+    watch.add_argument("--records", action="store_true", help="snapshots with task records")
+    watch.add_argument(
+        "--since",
+        type=_finite_number,
+        metavar="ID|TIME",
+        help="resume: a whole number below 10^9 is an event id (the SSE id, a KV revision): "
+        "only later snapshots; otherwise a Unix time: only snapshots updated at or after it",
+    )
+    watch.add_argument(
+        "--max-events",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="exit 0 after printing N snapshots [0: no limit]",
+    )
     watch.set_defaults(handler=cmd_watch)
 
     cancel = commands.add_parser("cancel", help="cancel a run")
     cancel.add_argument("--run-id", required=True)
     cancel.add_argument("--wait", action="store_true", help="wait until the run is terminal")
-    cancel.add_argument("--timeout", type=float, help="with --wait: give up after N seconds")
+    cancel.add_argument(
+        "--timeout-sec",
+        "--timeout",
+        dest="timeout",
+        type=float,
+        default=30.0,
+        metavar="SEC",
+        help="with --wait: give up after SEC seconds, exit 1 [30]",
+    )
     cancel.set_defaults(handler=cmd_cancel)
 
     workers = commands.add_parser("workers", help="worker hosts and their states")
@@ -466,7 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    client = PyocoHttpClient(args.server, api_key=args.api_key, timeout=args.request_timeout)
+    client = PyocoHttpClient(
+        args.server,
+        api_key=args.api_key,
+        timeout=args.request_timeout,
+        api_key_header=args.api_key_header,
+    )
     try:
         return args.handler(client, args)
     except UsageError as exc:
@@ -510,9 +601,8 @@ def _http_error_line(exc: PyocoHttpError) -> str:
             + "]"
         )
     hint = ERROR_HINTS.get(exc.err_id or "") or HINTS.get(exc.status)
-    return f"{exc.err_id or 'HTTP ' + str(exc.status)}: {exc.detail}{extra}" + (
-        f" — {hint}" if hint else ""
-    )
+    status = f"HTTP {exc.status}" + (f" {exc.err_id}" if exc.err_id else "")
+    return f"{status}: {exc.detail}{extra}" + (f" — {hint}" if hint else "")
 
 
 if __name__ == "__main__":

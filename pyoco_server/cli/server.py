@@ -20,6 +20,7 @@ from .common import (
     make_plugin_manager,
     run_command,
 )
+from .server_compat import add_compat_up_arguments, check_compat_up_arguments, normalize_argv
 
 DEFAULT_STORE_DIR = ".pyoco/nats"
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_nats_argument(up)
     up.add_argument(
         "--nats-port",
+        "--nats-client-port",
         type=int,
         default=4222,
         help="client port of the embedded nats-server; 0 picks a free port [4222]",
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="--flow-resolver of that worker (module:func or path/file.py:func)",
     )
+    add_compat_up_arguments(up)
 
     plugins = commands.add_parser(
         "plugins",
@@ -118,7 +121,10 @@ def _up(args: argparse.Namespace) -> int:
     from ..gateway.app import create_app
     from ..gateway.server import GRACEFUL_SHUTDOWN_SEC, GatewayServer
 
-    settings = load_settings({"nats_url": args.nats_url}, {"nats_url": "--nats-url"})
+    settings = load_settings(
+        {"nats_url": args.nats_url, "log_level": args.log_level},
+        {"nats_url": "--nats-url", "log_level": "--log-level"},
+    )
     configure_logging(settings, "pyoco-server:http")
     log = get_logger("pyoco_server.cli.server")
     pm = make_plugin_manager(args, settings)
@@ -126,8 +132,13 @@ def _up(args: argparse.Namespace) -> int:
     worker = None
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        if settings.nats_url is None:
-            embedded = EmbeddedNats(Path(args.store_dir), port=args.nats_port or None)
+        if settings.nats_url is None or args.with_nats_bootstrap:
+            embedded = EmbeddedNats(
+                Path(args.store_dir),
+                host=args.nats_listen_host,
+                port=args.nats_port or None,
+                monitor_port=args.nats_http_port or None,
+            )
             url = embedded.start()
             log.info("embedded_nats_started", url=url, pid=embedded.pid, store=args.store_dir)
             settings = settings.with_overrides(nats_url=url)
@@ -162,7 +173,10 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
+    if args.command == "up":
+        check_compat_up_arguments(parser, args)
     handlers = {"up": _up, "plugins": _plugins}
     return run_command(lambda: handlers[args.command](args))
 

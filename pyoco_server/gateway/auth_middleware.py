@@ -20,7 +20,7 @@ from ..api_keys import (
     ApiKeyStore,
     AuthBackendUnavailable,
     RecordCache,
-    require_pepper,
+    pepper_of,
 )
 from ..config import Settings
 from ..errors import ERROR_MESSAGES, err_id, msg_id
@@ -107,12 +107,25 @@ class ApiKeyAuthMiddleware:
         req.context.api_key_id = identity.key_id
 
 
+#: What a gateway logs once at start when API keys are on and no pepper is set.
+NO_PEPPER_NOTE = (
+    "API keys are checked without a pepper (PYOCO_AUTH_PEPPER unset): they are safe against a "
+    "leaked key store, being 256-bit random; setting a pepper (the same on every gateway and "
+    "for pyoco-server-admin) also stops anyone who can write the key store from minting keys. "
+    "Run `pyoco-server-admin api-key bind-pepper` first so existing keys keep working "
+    "(docs/auth.md)"
+)
+
+
 def gateway_key_store(settings: Settings, nats: NatsConnection) -> ApiKeyStore:
     """The key store a gateway verifies against, with the bounded cache of
-    ``PYOCO_AUTH_CACHE_TTL_SEC``. Raises ``ConfigError`` when the pepper is missing."""
+    ``PYOCO_AUTH_CACHE_TTL_SEC``; without a pepper, says so once in the log."""
+    pepper = pepper_of(settings)
+    if not pepper:
+        log.info("auth_pepper_not_set", detail=NO_PEPPER_NOTE)
     return ApiKeyStore(
         lambda: nats.kv(settings.auth_kv_bucket),
-        require_pepper(settings),
+        pepper,
         RecordCache(settings.auth_cache_ttl_sec, DEFAULT_CACHE_ENTRIES),
     )
 

@@ -19,6 +19,7 @@ import nats.js.errors
 from ..errors import ERROR_MESSAGES, PolicyViolation, err_id, msg_id
 from ..log import get_logger
 from ..nats_client import NatsUnavailable
+from ..nesting import NestingTooDeep
 
 log = get_logger(__name__)
 
@@ -89,6 +90,25 @@ def invalid(detail: str, errors: list[dict[str, str]] | None = None) -> ApiError
     """A 422 for a request that cannot be accepted; ``errors`` name the offending fields."""
     extra = {"errors": errors} if errors else {}
     return ApiError(422, INVALID_REQUEST, detail, **extra)
+
+
+def too_deep(error: NestingTooDeep) -> ApiError:
+    """The 422 of a document nesting deeper than ``PYOCO_MAX_NESTING_DEPTH``."""
+    return ApiError(
+        422,
+        INVALID_REQUEST,
+        str(error),
+        reason="too_deep",
+        limit=error.limit,
+        errors=[{"field": error.what, "message": f"nests deeper than {error.limit} levels"}],
+    )
+
+
+async def handle_too_deep(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, error: NestingTooDeep, params: dict
+) -> None:
+    """A document (body or stored snapshot) too deep to handle → 422 naming the limit."""
+    raise too_deep(error) from None
 
 
 def run_not_found(run_id: str) -> ApiError:
@@ -176,4 +196,5 @@ def install_error_handling(app: falcon.asgi.App) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(NATS_OUTAGE_ERRORS, handle_nats_outage)
     app.add_error_handler(PolicyViolation, handle_policy_violation)
+    app.add_error_handler(NestingTooDeep, handle_too_deep)
     app.set_error_serializer(serialize_error)

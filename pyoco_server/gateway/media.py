@@ -17,8 +17,9 @@ import falcon.asgi
 from falcon.media import JSONHandler, MultipartFormHandler
 from falcon.util.mediatypes import parse_header
 
+from ..nesting import NestingTooDeep, loads_bounded
 from ..text import has_lone_surrogate, json_may_hold_surrogates
-from .error_responses import BODY_TOO_LARGE, ApiError, invalid
+from .error_responses import BODY_TOO_LARGE, ApiError, invalid, too_deep
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ def _media_type(req: falcon.asgi.Request) -> str | None:
     return media_type.lower()
 
 
-def parse_json(req: falcon.asgi.Request, raw: bytes) -> Any:
-    """Decode a JSON body (``application/json`` or ``*+json``; no Content-Type is tolerated)."""
+def parse_json(req: falcon.asgi.Request, raw: bytes, max_depth: int) -> Any:
+    """Decode a JSON body (``application/json`` or ``*+json``; no Content-Type is tolerated).
+
+    A body nesting deeper than ``max_depth`` levels is a 422 naming the limit.
+    """
     media_type = _media_type(req)
     if media_type not in (None, "application/json") and not media_type.endswith("+json"):
         raise invalid(
@@ -81,7 +85,9 @@ def parse_json(req: falcon.asgi.Request, raw: bytes) -> Any:
     if not raw.strip():
         raise invalid("the request body is empty; expected a JSON object")
     try:
-        document = json.loads(raw)
+        document = loads_bounded(raw, max_depth, "the request body")
+    except NestingTooDeep as exc:
+        raise too_deep(exc) from None
     except UnicodeDecodeError:
         raise invalid("the request body is not UTF-8 encoded JSON") from None
     except ValueError as exc:

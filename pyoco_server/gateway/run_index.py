@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from ..config import Settings
 from ..log import get_logger
 from ..model import RUN_STATUSES
 from ..nats_client import NatsConnection
+from ..nesting import DEFAULT_MAX_NESTING_DEPTH, NestingTooDeep, load_stored
 from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
 
 log = get_logger(__name__)
@@ -95,8 +95,9 @@ class RunIndex:
     (O(log n)). Tenant-less runs (authentication off) live in the overall ordering only.
     """
 
-    def __init__(self, bucket: str) -> None:
+    def __init__(self, bucket: str, max_depth: int = DEFAULT_MAX_NESTING_DEPTH) -> None:
         self._prefix = kv_subject_prefix(bucket)
+        self.max_depth = max_depth
         self.reset()
 
     def reset(self) -> None:
@@ -123,8 +124,8 @@ class RunIndex:
                 self._remove(run_id)
             else:
                 try:
-                    snapshot = json.loads(record.data)
-                except ValueError:
+                    snapshot = load_stored(record.data, self.max_depth, "run snapshot")
+                except (ValueError, NestingTooDeep):
                     log.warning("run_index_invalid_snapshot", run_id=run_id, seq=record.seq)
                     snapshot = None
                 if isinstance(snapshot, dict):

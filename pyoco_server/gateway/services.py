@@ -34,7 +34,7 @@ class GatewayServices:
             name="pyoco-server:http",
             request_timeout=settings.http_nats_timeout_sec,
         )
-        self.index = RunIndex(settings.runs_kv_bucket)
+        self.index = RunIndex(settings.runs_kv_bucket, settings.max_nesting_depth)
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import re
 import time
@@ -42,6 +41,7 @@ from falcon.asgi import SSEvent
 from ..errors import err_id, msg_id
 from ..log import get_logger
 from ..model import is_terminal
+from ..nesting import NestingTooDeep, load_stored
 from ..runs import RunNotFound, RunStore
 from .error_responses import NATS_UNAVAILABLE, invalid
 from .run_view import RUN_INCLUDES, run_view
@@ -252,8 +252,10 @@ class RunWatch:
                 continue
             seen = True
             try:
-                snapshot = json.loads(entry.value)
-            except ValueError:
+                snapshot = load_stored(
+                    entry.value, self.services.settings.max_nesting_depth, "run snapshot"
+                )
+            except (ValueError, NestingTooDeep):
                 log.warning("watch_invalid_snapshot", run_id=self.run_id, rev=entry.revision)
                 continue
             terminal = is_terminal(snapshot.get("status"))

@@ -32,9 +32,15 @@ def worker_command(
     flow_resolver: str | None = None,
     plugins: str | None = None,
     plugin_switches: Sequence[str] = (),
+    worker_id: str | None = None,
+    poll_timeout: float | None = None,
 ) -> list[str]:
     """The ``pyoco-worker`` command line for the given ``up`` flags."""
     command = [sys.executable, "-m", "pyoco_server.cli.worker", "--exit-with-parent"]
+    if worker_id:
+        command += ["--worker-id", worker_id]
+    if poll_timeout is not None:
+        command += ["--poll-timeout", str(poll_timeout)]
     if tags:
         command += ["--tags", tags]
     if flow_resolver:
@@ -113,8 +119,12 @@ def start_worker(args: Any, nats_url: str, grace_period_sec: float) -> WorkerSup
         flow_resolver=args.worker_flow_resolver,
         plugins=args.plugins,
         plugin_switches=args.plugin_switches,
+        worker_id=args.worker_id,
+        poll_timeout=args.worker_poll_timeout,
     )
     env = {**os.environ, "PYOCO_NATS_URL": nats_url}
+    if args.log_level:
+        env["PYOCO_LOG_LEVEL"] = args.log_level  # up --log-level covers its worker too
     supervisor = WorkerSupervisor(command, env, stop_timeout=grace_period_sec + 10.0)
     supervisor.start()
     return supervisor

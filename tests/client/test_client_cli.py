@@ -94,7 +94,7 @@ def test_submit_yaml_wait(cli, tmp_path: Path):
 
 
 def test_watch_until_terminal_prints_json_lines(cli):
-    run_id = json.loads(cli("submit", "--flow-name", "nap", "--param", "seconds=0.5").stdout)[
+    run_id = json.loads(cli("submit", "--flow-name", "nap", "--param", "seconds=3").stdout)[
         "run_id"
     ]
     result = cli("watch", run_id, "--until-terminal")

@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
+import time
 from typing import Any
 
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -29,7 +31,9 @@ from pyoco.dsl.graph_terms import ForEachTerm, RepeatTerm, SwitchTerm, TaskTerm,
 from pyoco_server.builtin.yaml_policy import pyoco_check_workflow_yaml
 from pyoco_server.config import Settings
 from pyoco_server.errors import ConfigError, PolicyViolation
+from pyoco_server.log import configure_logging, get_logger
 from pyoco_server.model import WorkflowContext
+from pyoco_server.nesting import NestingTooDeep, loads_bounded, nesting_depth
 from pyoco_server.runs import encode_capped
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -504,3 +508,62 @@ def test_any_value_of_any_setting_parses_or_is_a_named_error(name, raw):
     except ConfigError as error:
         assert error.name.startswith("PYOCO_")
         assert str(error).startswith(error.name)
+
+
+# -- nesting depth ---------------------------------------------------------------------------
+# Every parsed document is measured without recursion and refused past the limit; whatever is
+# logged is rendered within bounded time and size, in both log formats.
+
+
+@st.composite
+def nested_documents(draw: st.DrawFn) -> tuple[str, int]:
+    """JSON text nesting objects/arrays (in any order, with siblings) to a drawn depth."""
+    depth = draw(st.one_of(st.integers(1, 80), st.integers(80, 6000)))
+    kinds = draw(st.lists(st.booleans(), min_size=depth, max_size=depth))
+    sibling = draw(st.sampled_from(["", '"s"', "1.5", "null", '{"x": [1, {"y": 2}]}']))
+    opening, closing = [], []
+    for is_object in kinds:
+        if is_object:
+            opening.append('{"k": ' if not sibling else f'{{"s": {sibling}, "k": ')
+            closing.append("}")
+        else:
+            opening.append("[" if not sibling else f"[{sibling}, ")
+            closing.append("]")
+    leaf = draw(st.sampled_from(["0", '"leaf"', "[]", "{}", "true"]))
+    text = "".join(opening) + leaf + "".join(reversed(closing))
+    # A sibling object holding [1, {"y": 2}] adds up to 3 levels beside its level.
+    deepest = max(depth + (1 if leaf in ("[]", "{}") else 0), depth + 3 if "{" in sibling else 0)
+    return text, deepest
+
+
+@PROPERTY_SETTINGS
+@given(nested_documents(), st.integers(min_value=2, max_value=200))
+def test_any_nesting_is_accepted_within_the_limit_and_refused_past_it(document, limit):
+    text, depth = document
+    try:
+        parsed = loads_bounded(text, limit, "body")
+    except NestingTooDeep as exc:
+        assert depth > limit
+        assert exc.limit == limit and f"PYOCO_MAX_NESTING_DEPTH={limit}" in str(exc)
+    else:
+        assert nesting_depth(parsed) <= limit
+        assert depth <= limit
+
+
+@PROPERTY_SETTINGS
+@given(nested_documents(), st.sampled_from(["json", "text"]))
+def test_logging_any_nested_value_or_its_error_is_bounded(document, log_format):
+    text, _ = document
+    stream = io.StringIO()
+    configure_logging(Settings(log_format=log_format), "pyoco-server:http", stream=stream)
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        value = exc
+    started = time.monotonic()
+    try:
+        raise ValueError(value)
+    except ValueError:
+        get_logger("property").exception("nested", params=value, detail=text)
+    assert time.monotonic() - started < 1.0
+    assert 0 < len(stream.getvalue()) < 30_000

@@ -141,7 +141,9 @@ def _reaches_spawn(entry: str, spawning: set[str], targets: dict[str, set[str]])
 def parse_bundle(raw: bytes, pm: Any, context: WorkflowContext) -> Bundle:
     """Parse, rewrite and check a bundle; :class:`PolicyViolation` (422/413) when refused."""
     settings = context.settings
-    document = parse_workflow_yaml(raw, settings.workflow_yaml_max_bytes)
+    document = parse_workflow_yaml(
+        raw, settings.workflow_yaml_max_bytes, settings.max_nesting_depth
+    )
     unknown = set(document) - BUNDLE_KEYS
     if unknown:
         key = sorted(map(str, unknown))[0]

@@ -83,11 +83,17 @@ def schemas() -> dict[str, Any]:
                 "reason": {
                     "type": "string",
                     "description": "policy reason code of a rejected workflow YAML "
-                    "(forbidden_key, unknown_key, callable_not_allowed, env_not_allowed, …)",
+                    "(forbidden_key, unknown_key, callable_not_allowed, env_not_allowed, …), "
+                    "or too_deep for a JSON body or YAML nesting past PYOCO_MAX_NESTING_DEPTH",
                 },
                 "key": {
                     "type": ["string", "null"],
                     "description": "the offending key, callable or environment variable",
+                },
+                "limit": {
+                    "type": "integer",
+                    "description": "with reason too_deep: the nesting limit "
+                    "(PYOCO_MAX_NESTING_DEPTH)",
                 },
             },
         }

@@ -58,7 +58,7 @@ class RunsResource:
         settings = self.services.settings
         key = idempotency_key(req)
         raw = await read_body(req, settings.http_max_body_bytes)
-        request = run_request_from_json(parse_json(req, raw), settings)
+        request = run_request_from_json(parse_json(req, raw, settings.max_nesting_depth), settings)
         submitted = await submit_run(self.services, caller_of(req), request, idempotency_key=key)
         _respond_submitted(resp, submitted)
 

@@ -27,8 +27,6 @@ def spawn_child(**inputs: Any) -> dict[str, Any]:
     workflow = str(inputs.pop(WORKFLOW_INPUT))
     policy = str(inputs.pop(FAILURE_INPUT, "fail"))
     cancel_with_parent = bool(inputs.pop(CANCEL_INPUT, True))
-    handle = current_scope().spawn_workflow(
-        workflow, inputs, cancel_with_parent=cancel_with_parent
-    )
+    handle = current_scope().spawn_workflow(workflow, inputs, cancel_with_parent=cancel_with_parent)
     [child] = wait([handle], on_child_failure=policy)
     return {"run_id": child["run_id"], "status": child["status"], "results": child["results"]}
