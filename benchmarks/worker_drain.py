@@ -66,8 +66,9 @@ class Workers:
         log_level: str = "WARNING",
         extra: list[str] | None = None,
     ) -> None:
+        """``concurrency`` 0 leaves ``--concurrency`` out (the worker's default)."""
         args = (
-            *(["--concurrency", str(concurrency)] if concurrency else []),
+            *(("--concurrency", str(concurrency)) if concurrency else ()),
             "--flow-resolver",
             RESOLVER,
             *(extra or []),

@@ -6,7 +6,8 @@
   clock just before the publish: publish to claim. Targets: p50 <= 3 ms, p99 <= 20 ms.
 * fairness: a host with tags ``busy`` and ``quiet``: a backlog of 200-ms runs on ``busy``,
   and a trickle of runs on ``quiet``. For each quiet run: how many busy runs were claimed
-  between its publish and its claim (docs/worker.md's bound: at most K - 1 = 1) and its wait.
+  between its publish and its claim (docs/worker.md's bound: at most K - 1 = 1 taken, plus one
+  taken just before the publish and claimed just after it) and its wait.
 
 Usage: ``.venv/bin/python benchmarks/worker_pickup.py [--jobs 200] [--concurrency N]``
 (default: the worker's own default concurrency). Prints a table, then one JSON document.

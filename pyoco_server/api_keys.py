@@ -56,6 +56,10 @@ TENANT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 MAX_LABEL_CHARS = 200
 RECORD_PREFIX = "keys."
 HASH_ALGORITHM = "hmac-sha256"
+#: Roles of a key: submitters use runs; operators may also publish, delete and pin plugins.
+ROLE_SUBMITTER = "submitter"
+ROLE_OPERATOR = "operator"
+ROLES = (ROLE_SUBMITTER, ROLE_OPERATOR)
 #: The scheme of keys created without a pepper.
 PLAIN_HASH_ALGORITHM = "sha256"
 HASH_ALGORITHMS = (HASH_ALGORITHM, PLAIN_HASH_ALGORITHM)
@@ -113,6 +117,7 @@ class ApiKeyIdentity:
 
     key_id: str
     tenant_id: str
+    role: str = ROLE_SUBMITTER
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class ApiKeyRecord:
     revoked_at: float | None = None
     label: str | None = None
     hash_alg: str = HASH_ALGORITHM
+    role: str = ROLE_SUBMITTER
     bound_hash: str | None = None
 
     @property
@@ -138,6 +144,7 @@ class ApiKeyRecord:
             "key_id": self.key_id,
             "tenant_id": self.tenant_id,
             "label": self.label,
+            "role": self.role,
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
         }
@@ -168,6 +175,7 @@ class ApiKeyRecord:
                 revoked_at=None if raw.get("revoked_at") is None else float(raw["revoked_at"]),
                 label=raw.get("label"),
                 hash_alg=raw.get("hash_alg", HASH_ALGORITHM),
+                role=raw.get("role") or ROLE_SUBMITTER,
                 bound_hash=raw.get("bound_hash"),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -343,13 +351,17 @@ class ApiKeyStore:
             log.error("api_key_record_corrupt", key_id=key_id, error=str(exc))
             return None, entry.revision
 
-    async def create(self, tenant_id: str, label: str | None = None) -> tuple[str, ApiKeyRecord]:
-        """Store a new key for ``tenant_id``; return ``(plain key, record)``.
+    async def create(
+        self, tenant_id: str, label: str | None = None, role: str = ROLE_SUBMITTER
+    ) -> tuple[str, ApiKeyRecord]:
+        """Store a new key for ``tenant_id`` with ``role``; return ``(plain key, record)``.
 
         The plain key exists only in the return value: show it once and forget it.
         """
         validate_tenant(tenant_id)
         validate_label(label)
+        if role not in ROLES:
+            raise InvalidKeyRequest(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
         kv = await self._kv()
         for _ in range(3):
             key_id = secrets.token_hex(KEY_ID_HEX_DIGITS // 2)
@@ -362,6 +374,7 @@ class ApiKeyStore:
                     keyed_hash(self._pepper, api_key) if self._pepper else plain_hash(api_key)
                 ),
                 label=label,
+                role=role,
                 hash_alg=HASH_ALGORITHM if self._pepper else PLAIN_HASH_ALGORITHM,
             )
             try:
@@ -373,7 +386,7 @@ class ApiKeyStore:
                     f"key store unavailable: {type(exc).__name__}"
                 ) from None
             self.cache.discard(key_id)
-            log.info("api_key_created", key_id=key_id, tenant_id=tenant_id)
+            log.info("api_key_created", key_id=key_id, tenant_id=tenant_id, role=role)
             return api_key, record
         raise AuthBackendUnavailable("could not allocate a free key id")
 
@@ -475,7 +488,7 @@ class ApiKeyStore:
             raise ApiKeyRejected(failure, key_id)
         if record.revoked:
             raise ApiKeyRejected("revoked", key_id)
-        return ApiKeyIdentity(key_id=record.key_id, tenant_id=record.tenant_id)
+        return ApiKeyIdentity(key_id=record.key_id, tenant_id=record.tenant_id, role=record.role)
 
 
 async def open_auth_kv(js: Any, settings: Settings) -> Any:

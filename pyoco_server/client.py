@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -274,6 +275,58 @@ class PyocoHttpClient:
     def delete_dlq(self, seq: int) -> dict[str, Any]:
         """Remove a dead letter."""
         return self._json("DELETE", f"/dlq/{int(seq)}", retry=False)
+
+    # -- plugin registry (0.5.1 names) ------------------------------------------------------
+
+    def list_wheels(self) -> list[dict[str, Any]]:
+        """Every wheel in the plugin registry."""
+        return self._json("GET", "/wheels")
+
+    def list_wheel_history(
+        self, limit: int = 100, wheel_name: str | None = None, action: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Publish, delete and pin events, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if wheel_name:
+            params["wheel_name"] = wheel_name
+        if action:
+            params["action"] = action
+        return self._json("GET", "/wheels/history", params=params)
+
+    def upload_wheel(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        tags: list[str] | None = None,
+        replace: bool = True,
+        signature: dict[str, str] | None = None,
+        allow_no_entry_points: bool = False,
+    ) -> dict[str, Any]:
+        """Publish a wheel (needs an operator key); ``signature`` from ``sign_wheel``."""
+        form = {
+            "tags": ",".join(tags or []),
+            "replace": "true" if replace else "false",
+            "allow_no_entry_points": "true" if allow_no_entry_points else "false",
+        }
+        if signature is not None:
+            form["signature"] = json.dumps(signature)
+        files = {"wheel": (filename, data, "application/octet-stream")}
+        return self._json("POST", "/wheels", retry=False, data=form, files=files)
+
+    def delete_wheel(self, wheel_name: str) -> dict[str, Any]:
+        """Remove one wheel; workers go back to the pinned or previous version."""
+        return self._json("DELETE", f"/wheels/{quote(wheel_name, safe='')}", retry=False)
+
+    def pin_wheel(self, distribution: str, version: str | None) -> dict[str, Any]:
+        """Pin ``distribution`` to ``version`` (``None`` removes the pin)."""
+        body = {"distribution": distribution, "version": version}
+        return self._json("POST", "/wheels/pin", retry=False, json=body)
+
+    def download_wheel(self, wheel_name: str) -> bytes:
+        """The bytes of a stored wheel."""
+        path = f"/wheels/{quote(wheel_name, safe='')}"
+        return self._request("GET", path, retry=True).content
 
     def metrics(self) -> str:
         """The Prometheus text of ``/metrics``."""

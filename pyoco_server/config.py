@@ -153,6 +153,11 @@ class Settings:
     dlq_max_bytes: int = _setting("PYOCO_DLQ_MAX_BYTES", _POSITIVE_INT, 536870912)
     dlq_list_scan_max: int = _setting("PYOCO_DLQ_LIST_SCAN_MAX", _POSITIVE_INT, 10000)
     run_lost_after_sec: float = _setting("PYOCO_RUN_LOST_AFTER_SEC", _POSITIVE, 30.0)
+    run_retention_sec: float = _setting(
+        "PYOCO_RUN_RETENTION_SEC", _number_parser(float, 0), 604800.0
+    )
+    index_dir: str | None = _setting("PYOCO_INDEX_DIR", _optional_text_parser, None)
+    leases_kv_bucket: str = _setting("PYOCO_LEASES_KV_BUCKET", _NAME, "pyoco_leases")
     reconcile_interval_sec: float = _setting("PYOCO_RECONCILE_INTERVAL_SEC", _POSITIVE, 5.0)
     max_run_snapshot_bytes: int = _setting(
         "PYOCO_MAX_RUN_SNAPSHOT_BYTES", _number_parser(int, 1024), 262144
@@ -178,6 +183,22 @@ class Settings:
     auth_kv_bucket: str = _setting("PYOCO_AUTH_KV_BUCKET", _NAME, "pyoco_auth")
     auth_pepper: str = _setting("PYOCO_AUTH_PEPPER", _text_parser, "", secret=True)
     auth_cache_ttl_sec: float = _setting("PYOCO_AUTH_CACHE_TTL_SEC", _number_parser(float, 0), 5.0)
+    wheel_object_store_bucket: str = _setting(
+        "PYOCO_WHEEL_OBJECT_STORE_BUCKET", _NAME, "pyoco_wheels"
+    )
+    wheel_history_kv_bucket: str = _setting(
+        "PYOCO_WHEEL_HISTORY_KV_BUCKET", _NAME, "pyoco_wheel_history"
+    )
+    plugin_registry_kv_bucket: str = _setting(
+        "PYOCO_PLUGIN_REGISTRY_KV_BUCKET", _NAME, "pyoco_plugin_registry"
+    )
+    wheel_max_bytes: int = _setting("PYOCO_WHEEL_MAX_BYTES", _POSITIVE_INT, 67108864)
+    plugin_publish_without_auth: bool = _setting(
+        "PYOCO_PLUGIN_PUBLISH_WITHOUT_AUTH", _parse_bool, False
+    )
+    plugin_trusted_keys: tuple[str, ...] = _setting("PYOCO_PLUGIN_TRUSTED_KEYS", _list_parser, ())
+    plugin_sync: bool = _setting("PYOCO_PLUGIN_SYNC", _parse_bool, False)
+    plugin_sync_dir: str = _setting("PYOCO_PLUGIN_SYNC_DIR", _text_parser, ".pyoco/plugins")
     jetstream_replicas: int = _setting("PYOCO_JETSTREAM_REPLICAS", _number_parser(int, 1), 1)
     spawn_kv_bucket: str = _setting("PYOCO_SPAWN_KV_BUCKET", _NAME, "pyoco_spawn")
     spawn_max_depth: int = _setting("PYOCO_SPAWN_MAX_DEPTH", _number_parser(int, 0), 5)

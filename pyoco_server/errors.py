@@ -32,6 +32,13 @@ ERROR_MESSAGES: dict[int, str] = {
     30: "run lost: its worker stopped heartbeating or its job exhausted MaxDeliver",
     31: "worker id already in use by a live worker",
     36: "run is not awaiting approval",
+    40: "only an operator may change the plugin registry",
+    41: "plugin wheel version is not newer than the registry's latest",
+    42: "plugin wheel rejected by preflight",
+    43: "plugin wheel not found",
+    44: "plugin wheel refused by the worker: signature or checksum",
+    45: "plugin wheel could not be installed on the worker",
+    50: "a `pyoco_run_finished` plugin raised or ran longer than 60 s (the run is unaffected)",
 }
 
 

@@ -133,3 +133,36 @@ def pyoco_failure_disposition(failure: Failure, settings: Settings) -> Dispositi
     **firstresult**: stops at the first non-``None`` result. The built-in ``dlq`` plugin
     implements the table of docs/worker.md ("Failures") and runs last (``trylast``).
     """
+
+
+# --------------------------------------------------------------------------------------------
+# Gateway: finished runs
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyoco_run_finished(snapshot: dict[str, Any], settings: Settings) -> None:
+    """A run reached a terminal status (``COMPLETED``, ``FAILED`` or ``CANCELLED``): archive
+    it, notify someone.
+
+    Called by a gateway, from a durable consumer (``pyoco_run_finished``, shared by every
+    gateway of the system) on the runs bucket's stream, once the terminal snapshot is stored:
+    a worker killed right after writing it cannot lose the call, and any number of gateways
+    share the work (each terminal write goes to one of them). Runs that finished before the
+    consumer was first created (the first start of a gateway with a plugin implementing this
+    hook) are not replayed.
+
+    :param snapshot: the final snapshot, as stored (a copy: read-only), with ``run_id``,
+        ``attempt`` (a redriven run finishes again with a higher ``attempt``), ``status``,
+        ``error``, ``tasks``, ``tenant_id``, …
+    :param settings: the gateway's :class:`~pyoco_server.config.Settings`.
+    :return: ignored.
+
+    **At-least-once**: a gateway that stops or dies before acknowledging the call hands it to
+    another (or its own next start), so the same run may come again; make the implementation
+    idempotent by ``(run_id, attempt)``. Each implementation is called on its own, on a
+    thread: one that raises is logged (``ERR-PYOCO-0050``) and neither stops the others nor
+    touches the run, and one still running after 60 s is logged and no longer waited for. A
+    terminal snapshot that is overwritten before any gateway read it (a redrive reopening the
+    run within moments) is not delivered; its successor is.
+    """

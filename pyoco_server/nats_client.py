@@ -100,12 +100,15 @@ def kv_configs(settings: Settings) -> list[KeyValueConfig]:
         ),
         KeyValueConfig(bucket=settings.auth_kv_bucket, history=1, replicas=replicas),
         KeyValueConfig(bucket=settings.spawn_kv_bucket, history=1, replicas=replicas),
+        KeyValueConfig(bucket=settings.leases_kv_bucket, history=1, replicas=replicas),
         KeyValueConfig(
             bucket=settings.idempotency_kv_bucket,
             history=1,
             ttl=settings.idempotency_ttl_sec,
             replicas=replicas,
         ),
+        KeyValueConfig(bucket=settings.plugin_registry_kv_bucket, history=1, replicas=replicas),
+        KeyValueConfig(bucket=settings.wheel_history_kv_bucket, history=1, replicas=replicas),
     ]
 
 

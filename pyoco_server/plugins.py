@@ -143,6 +143,11 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     return found
 
 
+def entry_point_names() -> set[str]:
+    """Names of the entry-point plugins installed (or synced onto ``sys.path``) right now."""
+    return set(_entry_points())
+
+
 def _load_entry_point(entry_point: importlib.metadata.EntryPoint) -> Any:
     try:
         return entry_point.load()

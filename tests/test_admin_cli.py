@@ -72,11 +72,13 @@ async def test_create_list_revoke_round_trip(admin_env, settings: Settings, nc):
         "key_id",
         "tenant_id",
         "label",
+        "role",
         "created_at",
         "revoked_at",
         "pepper",
     }
     assert records[0]["pepper"] == "peppered"
+    assert records[0]["role"] == "submitter"  # keys are submitters unless made operators
     assert api_key not in listed.stdout and "hash" not in listed.stdout
 
     revoked = admin(admin_env, "api-key", "revoke", "--key-id", document["key_id"])

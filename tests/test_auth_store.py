@@ -85,7 +85,9 @@ async def test_created_key_has_the_documented_shape_and_only_a_hash_is_stored(kv
         "revoked_at",
         "secret_hash",
         "hash_alg",
+        "role",
     }
+    assert document["role"] == "submitter"
     assert document["hash_alg"] == "hmac-sha256" and len(document["secret_hash"]) == 64
     other_key, _ = await store.create("acme")
     assert other_key != api_key

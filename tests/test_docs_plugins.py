@@ -10,10 +10,12 @@ declared entry point, the hook and the tests in the guide work together.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,109 @@ def test_the_walkthrough_plugin_loads_runs_and_passes_its_own_tests(tmp_path: Pa
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "3 passed" in result.stdout
+
+
+SHIP_BLOCK = re.compile(
+    r"^<!--\s*ship:\s*(?P<kind>env|step|service)\s*(?P<name>\S*)\s*-->\s*\n```\w*\n(?P<body>.*?)^```",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not ready after {timeout} s")
+
+
+def test_shipping_a_plugin_to_workers_runs_as_written(tmp_path: Path, nats_server):
+    """Run the guide's commands in order: the env block's exports, each step with bash, each
+    service in the background. Only the ports differ: the gateway gets a free port and every
+    process the test's NATS server."""
+    import httpx
+
+    from pyoco_server.embedded import free_port
+    from pyoco_server.testing import isolation_env
+
+    for relative, body in guide_files().items():
+        target = tmp_path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+    blocks = list(SHIP_BLOCK.finditer(GUIDE.read_text()))
+    assert [b["kind"] for b in blocks] == ["env", "service", "step", "service", "step", "step"]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    for line in blocks[0]["body"].splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name.strip()] = value.strip()
+    env.update(isolation_env())
+    env.update(
+        {
+            "PYOCO_SERVER": f"http://127.0.0.1:{port}",
+            "PYOCO_NATS_URL": nats_server.url,
+            "PYOCO_WHEEL_OBJECT_STORE_BUCKET": f"docwheels_{port}",
+            "PYOCO_PLUGIN_REGISTRY_KV_BUCKET": f"docreg_{port}",
+            "PYOCO_WHEEL_HISTORY_KV_BUCKET": f"dochist_{port}",
+        }
+    )
+    services: list[subprocess.Popen] = []
+    try:
+        for block in blocks[1:]:
+            body = block["body"]
+            if block["kind"] == "service":
+                command = body.split("#", 1)[0].strip()
+                if block["name"] == "gateway":
+                    command += f" --port {port}"
+                log = open(tmp_path / f"{block['name']}.log", "wb")  # noqa: SIM115
+                services.append(
+                    subprocess.Popen(
+                        ["bash", "-c", f"exec {command}"],
+                        cwd=tmp_path,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+                if block["name"] == "gateway":
+                    _wait_for(
+                        lambda: _answers(httpx, f"{env['PYOCO_SERVER']}/ready"), 60, "gateway"
+                    )
+                else:
+                    _wait_for(
+                        lambda: "worker_started" in (tmp_path / "worker.log").read_text(),
+                        60,
+                        "worker",
+                    )
+                continue
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", body],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert result.returncode == 0, (body, result.stdout[-3000:], result.stderr[-3000:])
+        final = json.loads(result.stdout.strip().splitlines()[-1])
+        assert final["status"] == "COMPLETED"
+        assert final["params"] == {"rows": 4}
+        synced = list((tmp_path / ".pyoco" / "plugins").glob("*/team-flows/0.1.0-*"))
+        assert len(synced) == 1 and (synced[0] / "team_flows" / "plugin.py").is_file()
+    finally:
+        for service in reversed(services):
+            service.terminate()
+            try:
+                service.wait(20)
+            except subprocess.TimeoutExpired:
+                service.kill()
+
+
+def _answers(httpx, url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

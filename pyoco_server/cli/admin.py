@@ -15,6 +15,8 @@ from nats.aio.client import Client
 
 from .. import __version__
 from ..api_keys import (
+    ROLE_SUBMITTER,
+    ROLES,
     ApiKeyStore,
     AuthBackendUnavailable,
     InvalidKeyRequest,
@@ -26,6 +28,7 @@ from ..config import Settings
 from ..log import configure_logging
 from ..nats_client import nats_servers
 from .common import EXIT_OK, add_nats_argument, load_settings, run_command
+from .plugin_keys import add_plugin_key_parser, run_plugin_key
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 #: How long the whole connection attempt may take before the command gives up.
@@ -63,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tenant", required=True, type=_tenant, help="tenant id, ^[A-Za-z0-9_-]{1,64}$"
     )
     create.add_argument("--label", help="free text to recognise the key by (optional)")
+    create.add_argument(
+        "--role",
+        choices=ROLES,
+        default=ROLE_SUBMITTER,
+        help="submitter: runs only; operator: may also publish, delete and pin plugin wheels "
+        f"[{ROLE_SUBMITTER}]",
+    )
 
     listing = actions.add_parser(
         "list",
@@ -88,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pepper accept it. Run it before giving the gateways the pepper; idempotent. Prints "
         "the records it changed.",
     )
+    add_plugin_key_parser(commands)
     return parser
 
 
@@ -159,6 +170,8 @@ def _print(document: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "plugin-key":
+        return run_plugin_key(args)
     settings = load_settings({"nats_url": args.nats_url}, {"nats_url": "--nats-url"})
     configure_logging(settings, "pyoco-server:admin")
     if args.action == "create":
@@ -170,7 +183,9 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         api_key, record = asyncio.run(
-            _with_store(settings, pepper, lambda store: store.create(args.tenant, args.label))
+            _with_store(
+                settings, pepper, lambda store: store.create(args.tenant, args.label, args.role)
+            )
         )
         _print({**record.public(), "api_key": api_key})
         print(

@@ -29,6 +29,8 @@ from ..client import (
 )
 from ..model import COMPLETED, is_terminal
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .output import UsageError, print_json, print_table
+from .plugins_registry import add_plugin_registry_commands
 
 EPILOG = """exit codes:
   0    success (with --wait: the run COMPLETED)
@@ -58,10 +60,6 @@ def _finite_number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     return value
-
-
-class UsageError(Exception):
-    """Bad command-line input found after argparse (exit 2)."""
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -103,31 +101,6 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
         key, value = parse_param(item)
         params[key] = value
     return params
-
-
-def print_json(document: Any, out: TextIO | None = None) -> None:
-    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
-    out.write(json.dumps(document, ensure_ascii=False) + "\n")
-    out.flush()
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO | None = None):
-    out = out or sys.stdout
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    header = [column.upper() for column in columns]
-    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
-    for line in [header, *cells]:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() + "\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value > 1e9:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 class Progress:
@@ -300,6 +273,14 @@ def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
     )
     if args.output == "table":
         print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
+    elif args.output == "plugins":  # 0.5.1: one row per synced plugin of each worker
+        rows = [
+            {"worker_id": w["worker_id"], "worker_state": w.get("state"), **plugin}
+            for w in workers
+            for plugin in w.get("plugins") or []
+        ]
+        columns = ["worker_id", "worker_state", "distribution", "version", "state", "reason"]
+        print_table(rows, [*columns, "active_version"])
     else:
         print_json(workers)
     return EXIT_OK
@@ -539,10 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", metavar="S[,S...]", help="only IDLE, RUNNING, STOPPED and/or DISCONNECTED"
     )
     workers.add_argument("--exclude-stopped", action="store_true", help="leave STOPPED workers out")
-    workers.add_argument("--output", choices=("json", "table"), default="json")
+    workers.add_argument(
+        "--output",
+        choices=("json", "table", "plugins"),
+        default="json",
+        help="plugins: one row per synced plugin of each worker (--plugin-sync)",
+    )
     workers.set_defaults(handler=cmd_workers)
 
     add_dlq_commands(commands)
+    add_plugin_registry_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")
     metrics.set_defaults(handler=cmd_metrics)
@@ -580,6 +567,9 @@ ERROR_HINTS = {
     "ERR-PYOCO-0020": "this gateway does not offer that endpoint; is it an older version?",
     "ERR-PYOCO-0028": "list the entries with `pyoco-client dlq list`",
     "ERR-PYOCO-0029": "see the reason; `pyoco-client get RUN_ID` shows the run",
+    "ERR-PYOCO-0040": "use an API key with the operator role (api-key create --role operator)",
+    "ERR-PYOCO-0041": "bump the version; to go back, delete the newer wheel or pin",
+    "ERR-PYOCO-0043": "see the stored wheels with `pyoco-client plugins list`",
 }
 HINTS = {
     401: "pass --api-key or set PYOCO_API_KEY",

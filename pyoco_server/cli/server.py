@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="--flow-resolver of that worker (module:func or path/file.py:func)",
     )
+    up.add_argument(
+        "--allow-plugin-publish-without-auth",
+        action="store_true",
+        default=None,
+        help="with PYOCO_HTTP_AUTH_MODE=none, accept plugin wheel uploads, deletes and pins "
+        "from anyone who can reach the gateway: for a developer's own machine only "
+        "[PYOCO_PLUGIN_PUBLISH_WITHOUT_AUTH, false]",
+    )
     add_compat_up_arguments(up)
 
     plugins = commands.add_parser(
@@ -122,8 +130,16 @@ def _up(args: argparse.Namespace) -> int:
     from ..gateway.server import GRACEFUL_SHUTDOWN_SEC, GatewayServer
 
     settings = load_settings(
-        {"nats_url": args.nats_url, "log_level": args.log_level},
-        {"nats_url": "--nats-url", "log_level": "--log-level"},
+        {
+            "nats_url": args.nats_url,
+            "log_level": args.log_level,
+            "plugin_publish_without_auth": args.allow_plugin_publish_without_auth,
+        },
+        {
+            "nats_url": "--nats-url",
+            "log_level": "--log-level",
+            "plugin_publish_without_auth": "--allow-plugin-publish-without-auth",
+        },
     )
     configure_logging(settings, "pyoco-server:http")
     log = get_logger("pyoco_server.cli.server")

@@ -7,11 +7,15 @@ from typing import Any
 import falcon.asgi
 
 from ..config import Settings
+from .activity.resource import RunActivityResource
+from .activity.sampler import QueueDepthSampler
 from .auth_middleware import install_auth
+from .background import BackgroundLoops
 from .children.routes import install_child_routes
 from .dashboard import install_dashboard
 from .error_responses import install_error_handling
 from .media import install_json_responses
+from .plugin_registry.routes import install_plugin_registry
 from .reconciler import Reconciler
 from .resources.dlq import (
     DlqBulkRedriveResource,
@@ -36,23 +40,30 @@ from .resources.system import (
     ReadyResource,
     WorkersResource,
 )
+from .retention.sweeper import RetentionSweeper
+from .run_finished.consumer import RunFinishedFeed
 from .services import GatewayServices
 from .watch import WatcherRegistry
 
 
 class Lifespan:
-    """Falcon middleware: start the gateway's services and reconciler at start-up, stop them
-    at shutdown."""
+    """Falcon middleware: start the gateway's services, reconciler and background loops at
+    start-up, stop them at shutdown."""
 
-    def __init__(self, services: GatewayServices, reconciler: Reconciler) -> None:
+    def __init__(
+        self, services: GatewayServices, reconciler: Reconciler, loops: BackgroundLoops
+    ) -> None:
         self.services = services
         self.reconciler = reconciler
+        self.loops = loops
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self.services.start()
         await self.reconciler.start()
+        await self.loops.start()
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self.loops.stop()
         await self.reconciler.stop()
         await self.services.stop()
 
@@ -72,6 +83,9 @@ class GatewayApp(falcon.asgi.App):
         self.services = services
         self.reconciler = reconciler
         self.watchers = watchers
+        self.retention: RetentionSweeper | None = None
+        self.run_finished: RunFinishedFeed | None = None
+        self.queue_sampler: QueueDepthSampler | None = None
 
     async def end_streams(self) -> None:
         """End the open watch streams (call it when the server begins to shut down: they
@@ -81,7 +95,7 @@ class GatewayApp(falcon.asgi.App):
 
 def build_reconciler(services: GatewayServices) -> Reconciler:
     """The reconciler of a gateway, reading and writing through ``services``."""
-    return Reconciler(services.settings, services.nats, services.fresh_index, services.run_store)
+    return Reconciler(services.settings, services.nats, services.query_index, services.run_store)
 
 
 def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None) -> GatewayApp:
@@ -95,7 +109,14 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     services = GatewayServices(settings, pm)
     reconciler = build_reconciler(services)
     watchers = WatcherRegistry()
-    app = GatewayApp(services, reconciler, watchers, middleware=[Lifespan(services, reconciler)])
+    retention = RetentionSweeper(services)
+    run_finished = RunFinishedFeed(services)
+    queue_sampler = QueueDepthSampler(services)
+    loops = BackgroundLoops(retention.run, run_finished.run, queue_sampler.run)
+    app = GatewayApp(
+        services, reconciler, watchers, middleware=[Lifespan(services, reconciler, loops)]
+    )
+    app.retention, app.run_finished, app.queue_sampler = retention, run_finished, queue_sampler
     install_auth(app, settings, services.nats)
     for component in middleware or []:
         app.add_middleware(component)
@@ -109,6 +130,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/yaml", RunYamlResource(services))
     install_child_routes(app, services)
     app.add_route("/runs/counts", RunCountsResource(services))
+    app.add_route("/runs/activity", RunActivityResource(services, queue_sampler))
     app.add_route("/runs/{run_id}", RunResource(services))
     app.add_route("/runs/{run_id}/tasks", RunTasksResource(services))
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
@@ -121,5 +143,6 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/plugins", PluginsResource(pm))
     app.add_route("/metrics", MetricsResource(services, watchers))
     app.add_route("/openapi.json", OpenApiResource())
+    install_plugin_registry(app, services)
     install_dashboard(app, settings)
     return app

@@ -53,6 +53,7 @@ class AnonymousContext:
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.tenant_id = None
         req.context.api_key_id = None
+        req.context.api_key_role = None
 
 
 class ApiKeyAuthMiddleware:
@@ -77,6 +78,7 @@ class ApiKeyAuthMiddleware:
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.tenant_id = None
         req.context.api_key_id = None
+        req.context.api_key_role = None
         if req.path in self.open_paths:
             return
         presented = req.get_header(self.header)
@@ -105,6 +107,7 @@ class ApiKeyAuthMiddleware:
             return
         req.context.tenant_id = identity.tenant_id
         req.context.api_key_id = identity.key_id
+        req.context.api_key_role = identity.role
 
 
 #: What a gateway logs once at start when API keys are on and no pepper is set.

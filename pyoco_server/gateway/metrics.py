@@ -91,7 +91,7 @@ class GatewayMetrics:
         settings = services.settings
         js = services.nats.js
         prefix = settings.work_subject_prefix + "."
-        index = await services.fresh_index()
+        run_counts = await services.query_index("status_counts")
         workers, work, consumers, dlq = await asyncio.gather(
             list_workers(js, settings),
             js.stream_info(settings.work_stream, subjects_filter=prefix + ">"),
@@ -125,7 +125,7 @@ class GatewayMetrics:
         )
 
         self.runs.clear()
-        for status, count in index.status_counts().items():
+        for status, count in run_counts.items():
             self.runs.labels(status=status).set(count)
         self.workers_alive.set(sum(1 for worker in workers if worker["alive"]))
         self.workers.clear()

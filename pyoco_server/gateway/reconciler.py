@@ -47,7 +47,6 @@ from ..model import CANCELLED, CANCELLING, FAILED, PENDING, RUNNING, is_terminal
 from ..nats_client import NatsConnection
 from ..runs import RunNotFound, RunStore
 from .dead_letters import DeadLetterQueue
-from .run_index import RunIndex
 from .workers import epoch_seconds
 
 log = get_logger(__name__)
@@ -168,14 +167,15 @@ class Reconciler:
         self,
         settings: Settings,
         nats: NatsConnection,
-        fresh_index: Callable[[], Awaitable[RunIndex]],
+        query_index: Callable[..., Awaitable[Any]],
         run_store: Callable[[], Awaitable[RunStore]],
     ) -> None:
-        """:param fresh_index: the run index, caught up (503 while it cannot be).
+        """:param query_index: calls a method of the run index, caught up, on the index's
+            thread (503 while it cannot be caught up).
         :param run_store: the run store (raises while NATS is down)."""
         self.settings = settings
         self.nats = nats
-        self.fresh_index = fresh_index
+        self.query_index = query_index
         self.run_store = run_store
         self._subscription: Any = None
         self._stop = asyncio.Event()
@@ -232,11 +232,11 @@ class Reconciler:
     async def reconcile_once(self) -> list[str]:
         """One pass over the silent RUNNING/CANCELLING runs; returns the runs this gateway
         ended."""
-        index = await self.fresh_index()
+        active = await self.query_index("with_status", RUNNING, CANCELLING)
         now = time.time()
         bound = self.settings.run_lost_after_sec
         silent = []
-        for summary in index.with_status(RUNNING, CANCELLING):
+        for summary in active:
             heartbeat = epoch_seconds(summary.get("heartbeat_at"))
             if heartbeat is None or now - heartbeat > bound:
                 silent.append((heartbeat or 0.0, summary["run_id"]))

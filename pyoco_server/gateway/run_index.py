@@ -1,53 +1,69 @@
 """The gateway's index of run summaries, fed from the KV stream, for ``GET /runs`` and metrics.
 
 Design. The runs bucket keeps history 1, so its stream holds exactly one message per run — the
-latest snapshot — and stream order *is* update order (every snapshot write stamps
-``updated_at`` just before JetStream sequences it). The index replays that stream once at
-start-up and then only reads what was written since the last sequence it applied
-(:func:`~pyoco_server.stream_reader.read_stream` from ``applied_seq + 1``). It keeps, per run,
-the small summary ``GET /runs`` returns, keyed in a sorted dict by the stream sequence of the
-run's latest write (re-keyed on every write), so "newest first" is a reverse walk that stops
-after ``limit`` matches, and the next page starts from a sequence (the ``cursor``) in
-O(log n):
+latest snapshot (or a delete/purge marker) — and stream order *is* update order (every
+snapshot write stamps ``updated_at`` just before JetStream sequences it; the stream sequence of
+a run's latest write is its KV revision). The index is an SQLite database (standard library,
+WAL journal) on the gateway's disk, one per gateway, holding per run the small summary
+``GET /runs`` returns plus the columns it is filtered by, keyed by that stream sequence; it
+remembers the last sequence it applied, so a restart only reads what was written since
+(:func:`~pyoco_server.stream_reader.read_stream` from ``applied_seq + 1``):
 
-* a request costs one ``stream_info`` round trip (to learn the stream's last sequence, so a
-  list always includes every write committed before it — read-your-writes across gateways),
-  plus reading only the writes since the previous sync, plus O(limit) in memory for unfiltered
-  lists — independent of how many runs are stored;
-* a page after the first (``cursor``) costs the same: the walk starts at the cursor's
-  sequence, found by bisection, never by skipping the pages before it;
-* filters (``status``/``flow``/``tag``/``q``) walk newest-first until ``limit`` matches, so a
-  selective filter costs more, in memory only; each tenant has its own ordering, so one
-  tenant's listing never walks another tenant's runs;
-* ``pyoco_runs_total{status}`` and the per-tenant counts of ``GET /runs/counts`` come from
-  counters kept on every apply, not from a scan;
-* the price is memory (one summary per stored run, errors trimmed) and a one-off replay at
-  start-up (about 0.3 s per 10,000 runs), during which ``/ready`` answers 503.
+* ``GET /runs`` is one indexed query, ``ORDER BY seq DESC LIMIT n`` on an index that starts
+  with the filter's column (status, flow, tag, tenant, and tenant plus each of them), so a
+  page costs O(limit) whatever the number of runs stored — filtered or not, first page or a
+  later one (``cursor`` is a sequence: ``seq < cursor``);
+* a request first costs one ``stream_info`` round trip (to learn the stream's last sequence,
+  so a list always includes every write committed before it — read-your-writes across
+  gateways) plus reading only the writes since the previous sync;
+* counts by status (overall and per tenant) are counters in memory, computed once when the
+  database is opened (one pass over a covering index) and kept on every apply;
+* memory stays small (SQLite's page cache is bounded by :data:`CACHE_KIB`); the database
+  grows on disk by about 0.5 KB per run;
+* every query runs on the feed's own thread (:meth:`RunIndexFeed.call`), so the event loop
+  never waits for the disk.
 
-The alternative — reading the newest stream messages backwards in windows on every request —
-needs no memory but cannot count runs by status, and a tenant or status filter can force it to
-walk far back on every call.
+Retention (``PYOCO_RUN_RETENTION_SEC``) removes expired runs from the stream with purge
+markers, which the index applies like any other write; :meth:`RunIndex.expire` also drops
+terminal runs older than retention plus a grace period by the index's own clock, so a
+gateway that was stopped while the markers came and went (they expire) converges too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
+import re
+import shutil
+import sqlite3
+import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from sortedcontainers import SortedDict
+import orjson
 
 from ..config import Settings
 from ..log import get_logger
-from ..model import RUN_STATUSES
+from ..model import RUN_STATUSES, TERMINAL_STATUSES
 from ..nats_client import NatsConnection
-from ..nesting import DEFAULT_MAX_NESTING_DEPTH, NestingTooDeep, load_stored
+from ..nesting import (
+    DEFAULT_MAX_NESTING_DEPTH,
+    STORED_DOCUMENT_HEADROOM,
+    NestingTooDeep,
+    load_stored,
+    prune_nesting,
+)
 from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 #: Fields of a run summary (``GET /runs``, docs/http-api.md).
 SUMMARY_FIELDS = (
@@ -66,6 +82,77 @@ SUMMARY_FIELDS = (
 )
 #: Longest ``error`` text kept in a summary; the full text is in ``GET /runs/{id}``.
 SUMMARY_ERROR_CHARS = 1024
+#: SQLite page cache per connection (KiB): bounds the index's memory whatever its size.
+CACHE_KIB = 8192
+#: Bump when the schema changes: an index file with another version is rebuilt from NATS.
+SCHEMA_VERSION = 1
+#: Stream sequences read per step while catching up (bounds the records held in memory).
+SYNC_WINDOW = 8192
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    tenant TEXT,
+    status TEXT,
+    flow TEXT,
+    updated_at REAL,
+    terminal INTEGER NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_tags (
+    tag TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    tenant TEXT,
+    PRIMARY KEY (tag, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS finished_per_minute (
+    minute INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (minute, tenant, status)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue_depth_per_minute (
+    minute INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    PRIMARY KEY (minute, tag)
+) WITHOUT ROWID;
+"""
+#: The secondary indexes: dropped while a large backlog is applied (:meth:`RunIndex.begin_bulk`) and
+#: built again afterwards, which is several times faster than keeping them up to date per row.
+INDEXES = {
+    "runs_status": "runs (status, seq)",
+    "runs_flow": "runs (flow, seq)",
+    "runs_tenant": "runs (tenant, seq)",
+    "runs_tenant_status": "runs (tenant, status, seq)",
+    "runs_tenant_flow": "runs (tenant, flow, seq)",
+    "runs_updated": "runs (updated_at)",
+    "runs_expiry": "runs (terminal, updated_at)",
+    "run_tags_tenant": "run_tags (tenant, tag, seq)",
+}
+#: A catch-up of more stream sequences than this is applied in bulk mode.
+BULK_BACKLOG = 50_000
+#: Tenant value of ``finished_per_minute`` rows of runs without one (authentication off).
+NO_TENANT = ""
+
+
+def _loads(data: bytes | str) -> Any:
+    """Parse JSON with orjson (several times faster than ``json`` on snapshots), falling back
+    to ``json`` for what orjson refuses (a lone surrogate's ``\\u`` escape, huge integers)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, default=repr)  # \u escapes: lone surrogates too
 
 
 def summarize(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +162,29 @@ def summarize(snapshot: dict[str, Any]) -> dict[str, Any]:
     if isinstance(error, str) and len(error) > SUMMARY_ERROR_CHARS:
         summary["error"] = error[:SUMMARY_ERROR_CHARS] + "…"
     return summary
+
+
+def _tags_of(summary: dict[str, Any]) -> set[str]:
+    tags = {summary["tag"]} if isinstance(summary.get("tag"), str) else set()
+    listed = summary.get("tags")
+    if isinstance(listed, list):
+        tags.update(tag for tag in listed if isinstance(tag, str))
+    return tags
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: Any) -> str | None:
+    """``value`` as a column value: a string SQLite can store (a lone surrogate, which a task
+    may put anywhere, becomes U+FFFD), or ``None`` for anything else."""
+    if not isinstance(value, str):
+        return None
+    return LONE_SURROGATE.sub("\ufffd", value)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -88,95 +198,280 @@ class RunPage:
 
 class RunIndex:
     """Run summaries in update order, per tenant, with counts by status (overall and per
-    tenant).
+    tenant), in an SQLite database.
 
-    Each ordering (all runs, and each tenant's) is a sorted dict from the stream sequence of a
-    run's latest write to its run id; a write removes the run's old key and adds the new one
-    (O(log n)). Tenant-less runs (authentication off) live in the overall ordering only.
+    ``path=None`` keeps the database in memory (tests); otherwise it is the index file, whose
+    stored ``applied_seq`` lets a restart continue where the last run stopped. Not
+    thread-safe: the gateway calls it from one thread only (:meth:`RunIndexFeed.call`).
     """
 
-    def __init__(self, bucket: str, max_depth: int = DEFAULT_MAX_NESTING_DEPTH) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        path: str | Path | None = None,
+        max_depth: int = DEFAULT_MAX_NESTING_DEPTH,
+    ) -> None:
         self._prefix = kv_subject_prefix(bucket)
         self.max_depth = max_depth
-        self.reset()
+        self.path = str(path) if path is not None else ":memory:"
+        self._on_close: list[Callable[[], Any]] = []
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        self._open()
 
-    def reset(self) -> None:
-        """Forget everything (the stream will be replayed from its start)."""
-        self._runs: dict[str, dict[str, Any]] = {}
-        self._seq_of: dict[str, int] = {}
-        self._tenant_of: dict[str, str | None] = {}
-        self._order: SortedDict = SortedDict()
-        self._by_tenant: dict[str | None, SortedDict] = {}
-        self._counts: Counter[str] = Counter()
-        self._tenant_counts: dict[str | None, Counter[str]] = {}
-        self._by_status: dict[str, set[str]] = {}
-        self.applied_seq = 0
+    def _open(self) -> None:
+        self._db.executescript(SCHEMA)
+        if self._meta("schema") not in (None, str(SCHEMA_VERSION)):
+            self._drop()
+            self._db.executescript(SCHEMA)
+        self._create_indexes()  # also after a bulk build that was interrupted
+        self._set_meta("schema", str(SCHEMA_VERSION))
+        self.applied_seq = int(self._meta("applied_seq") or 0)
+        self.stream_created = self._meta("stream_created")
         self.loaded = False
+        self._counts: dict[str | None, Counter[str]] = {}
+        for tenant, status, count in self._db.execute(
+            "SELECT tenant, status, count(*) FROM runs GROUP BY tenant, status"
+        ):
+            self._counts.setdefault(tenant, Counter())[status] = count
+
+    def _drop(self) -> None:
+        self._db.executescript(
+            "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS run_tags;"
+            " DROP TABLE IF EXISTS finished_per_minute;"
+            " DROP TABLE IF EXISTS queue_depth_per_minute;"
+        )
+        self._db.execute("DELETE FROM meta")
+
+    def on_close(self, action: Callable[[], Any]) -> None:
+        """Run ``action`` after :meth:`close` closed the database."""
+        self._on_close.append(action)
+
+    def close(self) -> None:
+        """Close the database (the index is unusable afterwards)."""
+        self._db.close()
+        for action in self._on_close:
+            action()
+
+    def reset(self, stream_created: str | None = None) -> None:
+        """Forget everything (the stream will be replayed from its start); remember which
+        stream (its creation time) the rows will come from."""
+        self._drop()
+        self._db.executescript(SCHEMA)
+        self._create_indexes()
+        self._set_meta("schema", str(SCHEMA_VERSION))
+        self._set_meta("stream_created", stream_created or "")
+        self.applied_seq = 0
+        self.stream_created = stream_created or ""
+        self.loaded = False
+        self._counts = {}
+
+    def _create_indexes(self) -> None:
+        for name, target in INDEXES.items():
+            self._db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+
+    def begin_bulk(self) -> None:
+        """Drop the secondary indexes before applying a large backlog (nothing may be listed
+        until :meth:`end_bulk`)."""
+        for name in INDEXES:
+            self._db.execute(f"DROP INDEX IF EXISTS {name}")
+
+    def end_bulk(self) -> None:
+        """Build the secondary indexes again (one sort each)."""
+        with self._transaction():
+            self._create_indexes()
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def __len__(self) -> int:
-        return len(self._runs)
+        return sum(sum(counts.values()) for counts in self._counts.values())
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _load_snapshot(self, data: bytes) -> Any:
+        """A stored snapshot, for its summary: parsed with orjson (whose own depth limit
+        refuses absurd nesting; ``json`` with the shared nesting rules otherwise), the summary
+        fields pruned to ``max_depth`` (only they are kept, so only they need it)."""
+        try:
+            snapshot = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return load_stored(data, self.max_depth, "run snapshot")
+        if isinstance(snapshot, dict):
+            limit = self.max_depth + STORED_DOCUMENT_HEADROOM
+            for field in SUMMARY_FIELDS:
+                if isinstance(snapshot.get(field), (dict, list)):
+                    snapshot[field] = prune_nesting(snapshot[field], limit)
+        return snapshot
 
     def apply(self, records: list[StreamRecord]) -> None:
-        """Apply stream records in order: a put replaces the run, a delete/purge removes it."""
-        for record in records:
-            run_id = record.subject[len(self._prefix) :]
-            if record.deleted:
-                self._remove(run_id)
-            else:
-                try:
-                    snapshot = load_stored(record.data, self.max_depth, "run snapshot")
-                except (ValueError, NestingTooDeep):
-                    log.warning("run_index_invalid_snapshot", run_id=run_id, seq=record.seq)
-                    snapshot = None
+        """Apply stream records in order (one transaction): a put replaces the run, a
+        delete/purge removes it; the last record's sequence becomes :attr:`applied_seq`."""
+        if not records:
+            return
+        with self._transaction():
+            for record in records:
+                run_id = record.subject[len(self._prefix) :]
+                snapshot = None
+                if not record.deleted:
+                    try:
+                        snapshot = self._load_snapshot(record.data)
+                    except (ValueError, NestingTooDeep):
+                        log.warning("run_index_invalid_snapshot", run_id=run_id, seq=record.seq)
+                previous = self._remove(run_id)
                 if isinstance(snapshot, dict):
-                    self._put(run_id, record.seq, snapshot)
-                else:
-                    self._remove(run_id)
-            self.applied_seq = record.seq
+                    self._put(run_id, record.seq, snapshot, previous)
+            self.applied_seq = max(self.applied_seq, records[-1].seq)
+            self._set_meta("applied_seq", str(self.applied_seq))
 
-    def _put(self, run_id: str, seq: int, snapshot: dict[str, Any]) -> None:
-        self._remove(run_id)
+    def mark_applied(self, seq: int) -> None:
+        """Remember that every write up to ``seq`` is applied (the stream had no more)."""
+        if seq > self.applied_seq:
+            self.applied_seq = seq
+            self._set_meta("applied_seq", str(seq))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Any:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload_counts()
+            raise
+        self._db.execute("COMMIT")
+
+    def _reload_counts(self) -> None:
+        self._counts = {}
+        for tenant, status, count in self._db.execute(
+            "SELECT tenant, status, count(*) FROM runs GROUP BY tenant, status"
+        ):
+            self._counts.setdefault(tenant, Counter())[status] = count
+        self.applied_seq = int(self._meta("applied_seq") or 0)
+
+    def _put(
+        self, run_id: str, seq: int, snapshot: dict[str, Any], previous: str | None = None
+    ) -> None:
         summary = summarize(snapshot)
         summary["run_id"] = run_id
-        tenant = snapshot.get("tenant_id")
-        self._runs[run_id] = summary
-        self._seq_of[run_id] = seq
-        self._tenant_of[run_id] = tenant
-        self._order[seq] = run_id
-        if tenant is not None:  # tenant None lists everything, from ``_order``
-            self._by_tenant.setdefault(tenant, SortedDict())[seq] = run_id
-        self._counts[summary["status"]] += 1
-        self._tenant_counts.setdefault(tenant, Counter())[summary["status"]] += 1
-        self._by_status.setdefault(summary["status"], set()).add(run_id)
+        tenant = _text(snapshot.get("tenant_id"))
+        status = _text(summary["status"])
+        flow = _text(summary["flow_name"])
+        self._db.execute(
+            "INSERT INTO runs (seq, run_id, tenant, status, flow, updated_at, terminal, summary)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                run_id,
+                tenant,
+                status,
+                flow,
+                _number(summary["updated_at"]),
+                int(status in TERMINAL_STATUSES),
+                _dumps(summary),
+            ),
+        )
+        self._db.executemany(
+            "INSERT INTO run_tags (tag, seq, tenant) VALUES (?, ?, ?)",
+            [(_text(tag), seq, tenant) for tag in _tags_of(summary)],
+        )
+        self._counts.setdefault(tenant, Counter())[status] += 1
+        finished_at = _number(summary["updated_at"])
+        if status in TERMINAL_STATUSES and previous not in TERMINAL_STATUSES and finished_at:
+            self._db.execute(
+                "INSERT INTO finished_per_minute (minute, tenant, status, runs)"
+                " VALUES (?, ?, ?, 1) ON CONFLICT DO UPDATE SET runs = runs + 1",
+                (int(finished_at // 60), tenant or NO_TENANT, status),
+            )
 
-    def _remove(self, run_id: str) -> None:
-        summary = self._runs.pop(run_id, None)
-        if summary is None:
-            return
-        seq = self._seq_of.pop(run_id)
-        tenant = self._tenant_of.pop(run_id)
-        del self._order[seq]
-        if tenant is not None:
-            runs = self._by_tenant[tenant]
-            del runs[seq]
-            if not runs:
-                del self._by_tenant[tenant]
-        self._counts[summary["status"]] -= 1
-        self._by_status[summary["status"]].discard(run_id)
-        counts = self._tenant_counts[tenant]
-        counts[summary["status"]] -= 1
+    def _remove(self, run_id: str) -> str | None:
+        """Remove ``run_id``; returns the status it had (``None``: it was not listed)."""
+        row = self._db.execute(
+            "SELECT seq, tenant, status, summary FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        seq, tenant, status, summary = row
+        self._db.execute("DELETE FROM runs WHERE seq = ?", (seq,))
+        self._db.executemany(
+            "DELETE FROM run_tags WHERE tag = ? AND seq = ?",
+            [(_text(tag), seq) for tag in _tags_of(_loads(summary))],
+        )
+        counts = self._counts[tenant]
+        counts[status] -= 1
         if not +counts:
-            del self._tenant_counts[tenant]
+            del self._counts[tenant]
+        return status
 
-    def _newest_first(
-        self, tenant_id: str | None, before: int | None
-    ) -> Iterator[tuple[int, dict[str, Any]]]:
-        order = self._order if tenant_id is None else self._by_tenant.get(tenant_id)
-        if not order:
-            return
-        maximum = None if before is None else before - 1
-        for seq in order.irange(maximum=maximum, reverse=True):
-            yield seq, self._runs[order[seq]]
+    def expire(self, cutoff: float, limit: int = 1000) -> list[str]:
+        """Drop up to ``limit`` terminal runs last written before ``cutoff`` (epoch seconds);
+        returns their run ids. Non-terminal runs are never dropped."""
+        run_ids = [run_id for run_id, _ in self.expired(cutoff, limit)]
+        if run_ids:
+            with self._transaction():
+                for run_id in run_ids:
+                    self._remove(run_id)
+        return run_ids
+
+    def record_queue_depth(self, minute: int, depths: dict[str, int]) -> None:
+        """Remember the work queue's depth per tag in ``minute`` (the last sample wins)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO queue_depth_per_minute (minute, tag, depth)"
+                " VALUES (?, ?, ?)",
+                [(minute, tag, depth) for tag, depth in depths.items()],
+            )
+
+    def forget_activity_before(self, minute: int) -> None:
+        """Drop the per-minute figures of the minutes before ``minute``."""
+        with self._transaction():
+            self._db.execute("DELETE FROM finished_per_minute WHERE minute < ?", (minute,))
+            self._db.execute("DELETE FROM queue_depth_per_minute WHERE minute < ?", (minute,))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def finished_per_minute(
+        self, tenant_id: str | None, since_minute: int
+    ) -> list[tuple[int, str, int]]:
+        """``(minute, status, runs)`` of the runs that reached a terminal status since
+        ``since_minute`` (minutes since the epoch); one tenant's, or everyone's with ``None``."""
+        if tenant_id is None:
+            rows = self._db.execute(
+                "SELECT minute, status, sum(runs) FROM finished_per_minute WHERE minute >= ?"
+                " GROUP BY minute, status",
+                (since_minute,),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT minute, status, runs FROM finished_per_minute"
+                " WHERE minute >= ? AND tenant = ?",
+                (since_minute, tenant_id),
+            )
+        return [(int(m), str(st), int(n)) for m, st, n in rows]
+
+    def queue_depth_per_minute(self, since_minute: int) -> list[tuple[int, str, int]]:
+        """``(minute, tag, depth)`` samples since ``since_minute``."""
+        rows = self._db.execute(
+            "SELECT minute, tag, depth FROM queue_depth_per_minute WHERE minute >= ?",
+            (since_minute,),
+        )
+        return [(int(m), str(tag), int(depth)) for m, tag, depth in rows]
+
+    def expired(self, cutoff: float, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` terminal runs last written before ``cutoff``, oldest first, as
+        ``(run_id, revision)`` pairs (the revision is the stream sequence of that write)."""
+        return self._db.execute(
+            "SELECT run_id, seq FROM runs WHERE terminal = 1 AND updated_at < ?"
+            " ORDER BY updated_at LIMIT ?",
+            (cutoff, limit),
+        ).fetchall()
 
     def select_page(
         self,
@@ -196,53 +491,77 @@ class RunIndex:
         containing it (case-insensitive). ``cursor`` (a previous page's ``next_cursor``)
         continues after that page: only runs whose latest write is older are listed.
         """
-        needle = q.lower() if q else None
-        found: list[dict[str, Any]] = []
-        last_seq: int | None = None
-        for seq, summary in self._newest_first(tenant_id, cursor):
-            if status is not None and summary["status"] != status:
-                continue
-            if flow is not None and summary["flow_name"] != flow:
-                continue
-            if tag is not None and summary["tag"] != tag and tag not in (summary["tags"] or ()):
-                continue
-            if needle is not None and needle not in summary["run_id"].lower():
-                continue
-            found.append(dict(summary))
-            last_seq = seq
-            if len(found) >= limit:
-                return RunPage(found, last_seq)
-        return RunPage(found, None)
+        source = "runs r"
+        order = "r.seq"
+        conditions: list[str] = []
+        args: list[Any] = []
+        if tag is not None:
+            # Walk the tag's own ordering (an index on (tag, seq)) and look each run up.
+            source = "run_tags t JOIN runs r ON r.seq = t.seq"
+            order = "t.seq"
+            conditions.append("t.tag = ?")
+            args.append(tag)
+            if tenant_id is not None:
+                conditions.append("t.tenant = ?")
+                args.append(tenant_id)
+        elif tenant_id is not None:
+            conditions.append("r.tenant = ?")
+            args.append(tenant_id)
+        for column, value in (("status", status), ("flow", flow)):
+            if value is not None:
+                conditions.append(f"r.{column} = ?")
+                args.append(value)
+        if q:
+            conditions.append("instr(lower(r.run_id), ?) > 0")
+            args.append(q.lower())
+        if cursor is not None:
+            conditions.append(f"{order} < ?")
+            args.append(cursor)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._db.execute(
+            f"SELECT {order}, r.summary FROM {source}{where} ORDER BY {order} DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        runs = [_loads(summary) for _, summary in rows]
+        return RunPage(runs, rows[-1][0] if len(rows) >= limit and rows else None)
 
     def select(self, tenant_id: str | None, **filters: Any) -> list[dict[str, Any]]:
         """The summaries of :meth:`select_page` (same arguments), without the cursor."""
         return self.select_page(tenant_id, **filters).runs
 
     def with_status(self, *statuses: str) -> list[dict[str, Any]]:
-        """Copies of the summaries of every run (all tenants) in one of ``statuses``; costs
+        """The summaries of every run (all tenants) in one of ``statuses``; costs
         O(matching runs), whatever the number of runs stored."""
-        return [
-            dict(self._runs[run_id])
-            for status in statuses
-            for run_id in self._by_status.get(status, ())
-        ]
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._db.execute(f"SELECT summary FROM runs WHERE status IN ({marks})", statuses)
+        return [_loads(summary) for (summary,) in rows]
 
     def status_of(self, run_id: str) -> str | None:
-        """The indexed status of ``run_id`` (``None`` when not indexed); O(1)."""
-        summary = self._runs.get(run_id)
-        return summary.get("status") if summary is not None else None
+        """The indexed status of ``run_id`` (``None`` when not indexed): one lookup in the
+        unique index on ``run_id``, whatever the number of runs stored."""
+        row = self._db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row is not None else None
 
     def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Number of stored runs per status (every contract status present, zeros included);
         with ``tenant_id``, only that tenant's runs."""
-        source = self._counts if tenant_id is None else self._tenant_counts.get(tenant_id, {})
+        if tenant_id is None:
+            source: Counter[str] = Counter()
+            for counts in self._counts.values():
+                source.update(counts)
+        else:
+            source = self._counts.get(tenant_id, Counter())
         counts = dict.fromkeys(RUN_STATUSES, 0)
         counts.update({status: n for status, n in source.items() if n and status})
         return counts
 
 
 class RunIndexFeed:
-    """Keeps a :class:`RunIndex` current: on demand (:meth:`sync`) and in the background."""
+    """Keeps a :class:`RunIndex` current: on demand (:meth:`sync`) and in the background.
+
+    Every use of the index goes through :meth:`call`, on one thread of its own: the database is
+    never touched by two threads, and the event loop never waits for the disk.
+    """
 
     def __init__(
         self,
@@ -258,7 +577,21 @@ class RunIndexFeed:
         self.subject = kv_subject_prefix(settings.runs_kv_bucket) + ">"
         self.fetch_timeout = settings.http_nats_timeout_sec
         self._lock = asyncio.Lock()
-        self._stream_created: object = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-index")
+        self._closed = False
+
+    async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``function(*args, **kwargs)`` (a method of the index) on the index's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: function(*args, **kwargs))
+
+    def close(self) -> None:
+        """Finish the queued index work and close the database (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._thread.submit(self.index.close)
+        self._thread.shutdown(wait=True)
 
     async def sync(self) -> None:
         """Apply every write the stream holds now; afterwards the index is at least that new.
@@ -268,29 +601,55 @@ class RunIndexFeed:
         js = self.nats.js
         info = await js.stream_info(self.stream)
         last_seq = info.state.last_seq
-        if last_seq == self.index.applied_seq and info.created == self._stream_created:
-            self.index.loaded = True
+        created = str(info.created)
+        index = self.index
+        if last_seq == index.applied_seq and created == index.stream_created:
+            index.loaded = True
             return
         async with self._lock:
-            if info.created != self._stream_created or last_seq < self.index.applied_seq:
+            # Another sync may have applied more while this one waited: ask again.
+            info = await js.stream_info(self.stream)
+            last_seq = info.state.last_seq
+            created = str(info.created)
+            if created != index.stream_created or last_seq < index.applied_seq:
                 # A different stream (the bucket was recreated): replay it from the start.
-                if self.index.applied_seq:
-                    log.warning("run_index_reset", applied=self.index.applied_seq, last=last_seq)
-                self.index.reset()
-                self._stream_created = info.created
-            if self.index.applied_seq < last_seq:
-                await read_stream(
-                    js,
-                    self.stream,
-                    self.subject,
-                    self.index.applied_seq + 1,
-                    self.index.apply,
-                    fetch_timeout=self.fetch_timeout,
-                )
+                if index.applied_seq:
+                    log.warning("run_index_reset", applied=index.applied_seq, last=last_seq)
+                await self.call(index.reset, created)
+            position = index.applied_seq + 1
+            applying: asyncio.Future[None] | None = None
+            bulk = last_seq - index.applied_seq > BULK_BACKLOG
+            if bulk:
+                await self.call(index.begin_bulk)
+            try:
+                while position <= last_seq:
+                    # A window of sequences at a time, so the records held stay bounded; the
+                    # next window is read while the index thread applies the previous one.
+                    records: list[StreamRecord] = []
+                    window_end = position + SYNC_WINDOW - 1
+                    await read_stream(
+                        js,
+                        self.stream,
+                        self.subject,
+                        position,
+                        records.extend,
+                        fetch_timeout=self.fetch_timeout,
+                        until_seq=window_end if window_end < last_seq else None,
+                    )
+                    if applying is not None:
+                        await applying
+                    applying = asyncio.ensure_future(self.call(index.apply, records))
+                    position = window_end + 1
+            finally:
+                if applying is not None:
+                    await applying
+                if bulk:
+                    await self.call(index.end_bulk)
+            if index.applied_seq < last_seq:
                 # The read ended with nothing pending, so it covered everything up to last_seq
                 # even when the newest messages were removed meanwhile.
-                self.index.applied_seq = max(self.index.applied_seq, last_seq)
-            self.index.loaded = True
+                await self.call(index.mark_applied, last_seq)
+            index.loaded = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Background loop: sync every ``poll_interval`` while connected, until ``stop``."""
@@ -302,3 +661,47 @@ class RunIndexFeed:
                     log.warning("run_index_sync_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_interval)
+
+
+def open_index(
+    bucket: str, directory: str | None, max_depth: int = DEFAULT_MAX_NESTING_DEPTH
+) -> RunIndex:
+    """The run index of ``bucket`` in ``directory`` (created if missing), kept there so the
+    next start only catches up with what was written meanwhile.
+
+    ``None`` (no ``PYOCO_INDEX_DIR``), or a directory whose index another running gateway
+    holds, gives a private index in a temporary directory, removed when the index is closed.
+    A file SQLite cannot read is rebuilt from NATS.
+    """
+    if directory is not None:
+        path = Path(directory) / f"runs-index-{bucket}.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _try_lock(Path(f"{path}.lock"))
+        if lock is not None:
+            try:
+                index = RunIndex(bucket, path, max_depth)
+            except sqlite3.DatabaseError as exc:
+                log.warning("run_index_unreadable_rebuilding", path=str(path), error=str(exc))
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(f"{path}{suffix}").unlink()
+                index = RunIndex(bucket, path, max_depth)
+            index.on_close(lock.close)
+            return index
+        log.warning("run_index_in_use_elsewhere", path=str(path))
+    scratch = tempfile.mkdtemp(prefix="pyoco-run-index-")
+    index = RunIndex(bucket, Path(scratch) / "runs-index.sqlite3", max_depth)
+    index.on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    return index
+
+
+def _try_lock(path: Path) -> Any:
+    """An open file holding an exclusive lock on ``path``, or ``None`` if another process
+    holds it (the lock ends when the file is closed or the process dies)."""
+    handle = open(path, "a+")  # noqa: SIM115 (held until the index is closed)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle

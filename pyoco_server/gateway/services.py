@@ -11,7 +11,7 @@ from ..nats_client import NatsConnection
 from ..runs import RunStore
 from .error_responses import nats_unavailable
 from .idempotency import IdempotencyStore
-from .run_index import RunIndex, RunIndexFeed
+from .run_index import RunIndex, RunIndexFeed, open_index
 from .workers import list_workers
 
 #: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
@@ -34,7 +34,9 @@ class GatewayServices:
             name="pyoco-server:http",
             request_timeout=settings.http_nats_timeout_sec,
         )
-        self.index = RunIndex(settings.runs_kv_bucket, settings.max_nesting_depth)
+        self.index = open_index(
+            settings.runs_kv_bucket, settings.index_dir, settings.max_nesting_depth
+        )
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -55,6 +57,7 @@ class GatewayServices:
             with contextlib.suppress(Exception):
                 await asyncio.wait(self._tasks, timeout=5)
         await self.nats.stop()
+        self.index_feed.close()
 
     async def fresh_index(self) -> RunIndex:
         """The run index, caught up with every write committed before this call.
@@ -69,6 +72,17 @@ class GatewayServices:
                 "the run index is still catching up with NATS; retry shortly"
             ) from exc
         return self.index
+
+    async def query_index(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the run index's ``method`` on the index's own thread, after catching up with
+        every write committed before this call (see :meth:`fresh_index`)."""
+        index = await self.fresh_index()
+        return await self.index_feed.call(getattr(index, method), *args, **kwargs)
+
+    async def call_index(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the run index's ``method`` on the index's own thread, without catching up
+        (for writes of the gateway's own figures)."""
+        return await self.index_feed.call(getattr(self.index, method), *args, **kwargs)
 
     async def run_store(self) -> RunStore:
         """The run store (raises ``NatsUnavailable`` while NATS is down)."""

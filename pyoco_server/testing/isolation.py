@@ -23,6 +23,7 @@ ISOLATED_FIELDS = (
     "auth_kv_bucket",
     "idempotency_kv_bucket",
     "spawn_kv_bucket",
+    "leases_kv_bucket",
 )
 #: The DLQ stream size of test systems (the default is 512 MiB). JetStream reserves a stream's
 #: max_bytes against the server's storage limit (75 % of the free disk): with the default, a
@@ -43,6 +44,7 @@ def unique_names(suffix: str | None = None) -> dict[str, str]:
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
         "spawn_kv_bucket": f"spawn_{suffix}",
+        "leases_kv_bucket": f"leases_{suffix}",
     }
 
 

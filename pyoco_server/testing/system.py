@@ -102,6 +102,7 @@ class PyocoSystem:
         tags: list[str] | None,
         concurrency: int,
         worker: bool,
+        worker_args: list[str] | None = None,
     ) -> None:
         from ..client import PyocoHttpClient
         from ..embedded import free_port
@@ -114,6 +115,7 @@ class PyocoSystem:
         self.flow_resolver = flow_resolver
         self.tags = tags
         self.concurrency = concurrency
+        self.worker_args = list(worker_args or [])
         self.worker_id = f"pytest-{uuid.uuid4().hex[:8]}" if worker else None
         self._processes: list[ServiceProcess] = []
         self.port = free_port()
@@ -145,6 +147,7 @@ class PyocoSystem:
             args += ["--flow-resolver", self.flow_resolver]
         if self.tags:
             args += ["--tags", ",".join(self.tags)]
+        args += self.worker_args
         worker = WorkerProcess(
             self.log_dir,
             *args,
@@ -186,7 +189,10 @@ class PyocoSystem:
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
             return True
-        workers = http.get("/workers").json()
+        response = http.get("/workers")
+        workers = response.json() if response.status_code == 200 else None
+        if not isinstance(workers, list):  # e.g. a 503 error body while NATS settles
+            return False
         return any(w.get("worker_id") == self.worker_id and w.get("alive") for w in workers)
 
     def stop(self) -> None:
@@ -320,6 +326,7 @@ def start_system(
     tags: Iterable[str] | None = None,
     concurrency: int = 1,
     worker: bool = True,
+    worker_args: Iterable[str] = (),
 ) -> PyocoSystem:
     """Start a gateway (and a worker) on ``nats_url`` and wait until both are ready.
 
@@ -331,6 +338,8 @@ def start_system(
         variables); wins over the generated stream and bucket names.
     :param flow_resolver: the worker's ``--flow-resolver``.
     :param worker: ``False`` for a gateway alone.
+    :param worker_args: more ``pyoco-worker`` flags, after the others (a repeated flag such
+        as ``--plugins`` wins for the worker alone).
     :return: a :class:`PyocoSystem`; stop it with ``stop()`` or use it as a context manager.
     """
     directory = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp("-pyoco"))
@@ -345,6 +354,7 @@ def start_system(
         tags=list(tags) if tags is not None else None,
         concurrency=concurrency,
         worker=worker,
+        worker_args=list(worker_args),
     )
     try:
         system.start()

@@ -68,10 +68,18 @@ def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
         worker_id=config.get("worker_id"), process=f"exec-{config.get('index')}"
     )
     selection = config.get("plugins") or {}
+    allow = selection.get("allow")
+    also = selection.get("also")
+    if config.get("plugin_paths") is not None:  # pyoco-worker --plugin-sync
+        from .plugin_sync.plugin_set import activate, select_available
+
+        activate(config["plugin_paths"])
+        allow = select_available(allow)
+        also = select_available(also)
     pm = build_plugin_manager(
-        plugins=selection.get("allow"),
+        plugins=allow,
         disable=selection.get("disable") or (),
-        also=selection.get("also") or (),
+        also=also or (),
         options=PluginOptions(flow_resolver=config.get("flow_resolver")),
     )
     if settings.trace_plugins:

@@ -15,7 +15,7 @@ every freed slot back, and the other tags would starve):
   job on any tag is taken before any other tag gets a second one.
 * **Overtaken wake-ups.** The server hands a publish to core subscribers before the stream
   has stored it, so a take right after a wake-up can come back empty: it is retried a few
-  times within ~15 ms.
+  times within ~15 ms. Only an empty take marks a tag drained.
 * **Safety net.** Jobs can become available without a publish (a NAK with delay, an AckWait
   that ran out, a reconnect): every ``recheck_sec`` the idle host marks every tag ready.
 """
@@ -147,8 +147,10 @@ class JobPicker:
                     continue
                 errors = 0
                 self.free += most - len(messages)
-                if len(messages) == most:
-                    self.mark_ready(tag)  # there may be more: back of the line
+                if messages:
+                    # There may be more (a no-wait take can come back short of a backlog):
+                    # back of the line. Only an empty take means the tag is drained.
+                    self.mark_ready(tag)
                 else:
                     self._retry_if_overtaken(tag)
                 for msg in messages:
@@ -157,13 +159,19 @@ class JobPicker:
             await self._close()
 
     def _retry_if_overtaken(self, tag: str) -> None:
-        """Ask ``tag`` again shortly if its take came back short right after a wake-up."""
+        """Ask ``tag`` again shortly if its take came back empty right after a wake-up."""
         loop = asyncio.get_running_loop()
         attempt = self._retries.get(tag, 0)
         recent = loop.time() - self._woken_at.get(tag, float("-inf")) < WAKE_RACE_SEC
         if recent and attempt < len(WAKE_RETRY_DELAYS_SEC):
             self._retries[tag] = attempt + 1
-            loop.call_later(WAKE_RETRY_DELAYS_SEC[attempt], self.mark_ready, tag)
+            loop.call_later(WAKE_RETRY_DELAYS_SEC[attempt], self._retry_first, tag)
+
+    def _retry_first(self, tag: str) -> None:
+        """Put ``tag`` back at the head of the line: its turn was taken by the race."""
+        if tag not in self._ready:
+            self._ready = {tag: None, **self._ready}
+            self._changed.set()
 
     async def _wait(self, timeout: float) -> None:
         """Until a slot frees, a tag wakes up, ``stop`` is set or ``timeout`` passes."""

@@ -121,6 +121,10 @@ class ExecutionProcess:
         self.writer = writer
         self.current: RunExecution | None = None
         self.alive = True
+        #: The pool's configuration generation this process was started with.
+        self.generation = 0
+        #: True once the pool retired it (its configuration is outdated): it exits quietly.
+        self.retired = False
         #: Called with this process when it finished a run and can take another.
         self.on_idle: Callable[[ExecutionProcess], None] | None = None
 
@@ -241,6 +245,8 @@ class ExecutionPool:
         self._idle: asyncio.Queue[ExecutionProcess] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Bumped by :meth:`use_config`; processes of an older generation are retired.
+        self.generation = 0
 
     @property
     def pids(self) -> list[int]:
@@ -251,11 +257,36 @@ class ExecutionPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _adopt(self, child: ExecutionProcess) -> None:
+    def _adopt(self, child: ExecutionProcess, generation: int) -> None:
         self.children[child.index] = child
-        child.on_idle = self._idle.put_nowait
+        child.generation = generation
+        child.on_idle = self._on_idle
         self._spawn_task(self._watch(child))
-        self._idle.put_nowait(child)
+        self._on_idle(child)
+
+    def _on_idle(self, child: ExecutionProcess) -> None:
+        if child.generation != self.generation:
+            self._retire(child)
+        else:
+            self._idle.put_nowait(child)
+
+    def _retire(self, child: ExecutionProcess) -> None:
+        """Let an idle, outdated process exit; :meth:`_watch` starts its replacement."""
+        if not child.retired:
+            child.retired = True
+            self._spawn_task(child.close(5))
+
+    def use_config(self, config: dict[str, Any]) -> None:
+        """Start execution processes with ``config`` from now on, switching between runs:
+        idle processes are replaced at once, busy ones when their run has ended (a running
+        flow is never interrupted)."""
+        self.config = config
+        self.generation += 1
+        while not self._idle.empty():
+            child = self._idle.get_nowait()
+            if child.alive and child.current is None:
+                self._retire(child)
+        log.info("execution_processes_switching", generation=self.generation)
 
     async def start(self) -> None:
         """Start every process; raise :class:`ExecutionProcessError` if one cannot start."""
@@ -269,20 +300,22 @@ class ExecutionPool:
             await asyncio.gather(*(child.close(5) for child in started))
             raise errors[0]
         for child in started:
-            self._adopt(child)
+            self._adopt(child, self.generation)
         log.info("execution_processes_started", pids=self.pids)
 
     async def _watch(self, child: ExecutionProcess) -> None:
         await child.read_loop()
         if self._stopping.is_set():
             return
-        log.warning("execution_process_exited", pid=child.pid, code=child.process.returncode)
+        if not child.retired:
+            log.warning("execution_process_exited", pid=child.pid, code=child.process.returncode)
         await self._respawn(child.index)
 
     async def _respawn(self, index: int) -> None:
         for attempt in range(1_000_000):
             if self._stopping.is_set():
                 return
+            generation = self.generation
             try:
                 child = await ExecutionProcess.start(index, self.config)
             except Exception as exc:
@@ -301,15 +334,17 @@ class ExecutionPool:
                 await child.close(5)
                 return
             log.info("execution_process_replaced", pid=child.pid)
-            self._adopt(child)
+            self._adopt(child, generation)
             return
 
     async def run(self, job: dict[str, Any]) -> RunExecution:
         """Start ``job`` on an idle process (waits for one if all are busy or restarting)."""
         while True:
             child = await self._idle.get()
-            if child.alive and child.current is None:
+            if child.alive and child.current is None and child.generation == self.generation:
                 return child.begin(job)
+            if child.alive and child.current is None:
+                self._retire(child)
 
     def stop_replacing(self) -> None:
         """Do not replace processes that exit from now on (the host is shutting down)."""

@@ -129,6 +129,7 @@ class WorkerRecord:
         tags: list[str],
         concurrency: int,
         execution_pids: Callable[[], list[int]] = list,
+        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.instance_id = uuid.uuid4().hex
@@ -139,6 +140,8 @@ class WorkerRecord:
         self.started_at = time.time()
         self.stopping = False
         self.execution_pids = execution_pids
+        #: More fields for the record (``plugins`` and ``plugin_sync`` with --plugin-sync).
+        self.extra = extra
         self._current: dict[str, None] = {}
         self._changed = asyncio.Event()
         #: KV revision of this instance's latest write; ``None`` until claimed, or once lost.
@@ -176,6 +179,7 @@ class WorkerRecord:
             "concurrency": self.concurrency,
             "execution_pids": self.execution_pids(),
             "stopping": self.stopping,
+            **(self.extra() if self.extra is not None else {}),
         }
 
     def _encode(self, state: str | None = None) -> bytes:

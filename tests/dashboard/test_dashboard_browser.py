@@ -11,6 +11,7 @@ when the endpoint lands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -226,6 +227,52 @@ def test_plugins_view_lists_the_gateway_plugins(page: Page):
     assert "pyoco_check_workflow_yaml" in page.cell_text("plugins", "yaml_policy", 4)
     assert page.cell_text("plugins", "sha256", 2) == "built-in"
     page.screenshot("plugins")
+
+
+def test_registry_and_each_workers_synced_plugins_are_shown(
+    page: Page, ops: NatsOps, dash_settings: Settings
+):
+    from pyoco_server.plugin_registry.records import Distribution, Release
+
+    filename = "team_flows-0.2.0-py3-none-any.whl"
+    release = Release(filename, "team-flows", "0.2.0", "ab" * 32, 1234, ("gpu",))
+    release = dataclasses.replace(release, signature={"key_id": "0123456789abcdef"})
+    document = Distribution("team-flows", [release])
+
+    async def publish() -> None:
+        kv = await ops.js.key_value(dash_settings.plugin_registry_kv_bucket)
+        await kv.put("dist.team-flows", document.encode())
+
+    ops.call(publish())
+    ops.put_worker(
+        {
+            "worker_id": "w-sync",
+            "state": "IDLE",
+            "heartbeat_at": time.time(),
+            "tags": ["gpu"],
+            "plugin_sync": {"state": "watching"},
+            "plugins": [
+                {
+                    "distribution": "team-flows",
+                    "version": "0.2.0",
+                    "state": "failed",
+                    "reason": "untrusted_key",
+                    "active_version": "0.1.0",
+                }
+            ],
+        }
+    )
+    page.open("/workers")
+    page.wait(lambda: page.cell_text("workers", "w-sync", 6), "the synced plugins cell")
+    text = page.cell_text("workers", "w-sync", 6)
+    assert "team-flows 0.2.0" in text and "untrusted_key" in text and "running 0.1.0" in text
+    page.open("/plugins")
+    page.wait(lambda: "w-sync" in page.row_keys("synced-plugins"), "the worker's synced plugins")
+    page.open("/registry")
+    page.wait(lambda: page.row_keys("wheels") == [filename], "the published wheel")
+    assert page.cell_text("wheels", filename, 3) == "0123456789abcdef"
+    assert page.cell_text("wheels", filename, 2) == "gpu"
+    assert page.page_errors() == []
 
 
 def test_queues_view_shows_depth_per_tag(page: Page, gateway: DashboardGateway):

@@ -35,6 +35,16 @@ def test_index_orders_by_last_write_and_counts_statuses():
     assert index.status_counts()["FAILED"] == 0 and index.applied_seq == 5
 
 
+def test_index_knows_each_runs_latest_status():
+    index = RunIndex(BUCKET)
+    index.apply([put(1, "parent", status="WAITING"), put(2, "child", status="RUNNING")])
+    assert index.status_of("parent") == "WAITING" and index.status_of("child") == "RUNNING"
+    index.apply([put(3, "child", status="COMPLETED"), put(4, "parent", status="PENDING")])
+    assert index.status_of("child") == "COMPLETED" and index.status_of("parent") == "PENDING"
+    index.apply([StreamRecord(5, f"$KV.{BUCKET}.child", b"", "PURGE")])
+    assert index.status_of("child") is None and index.status_of("never-written") is None
+
+
 def test_index_filters_and_tenants():
     index = RunIndex(BUCKET)
     index.apply(
@@ -219,3 +229,16 @@ async def test_counts_are_per_tenant(gateway):
         "WAITING",
         "PENDING_APPROVAL",
     }
+
+
+def test_index_stores_snapshots_holding_lone_surrogates():
+    index = RunIndex(BUCKET)
+    text = '{"run_id": "s", "flow_name": "f\\ud800", "status": "FAILED", "tag": "t",'
+    text += ' "tags": ["t\\udfff"], "error": "bad \\ud800 text", "tenant_id": "a\\ud800"}'
+    index.apply([StreamRecord(1, f"$KV.{BUCKET}.s", text.encode())])
+    [summary] = index.select(None)
+    assert summary["error"] == "bad \ud800 text" and summary["flow_name"] == "f\ud800"
+    assert index.select(None, flow="f\ufffd")[0]["run_id"] == "s"
+    assert index.status_counts("a\ufffd")["FAILED"] == 1
+    index.apply([StreamRecord(2, f"$KV.{BUCKET}.s", b"", "DEL")])
+    assert index.select(None) == [] and len(index) == 0

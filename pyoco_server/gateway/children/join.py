@@ -169,11 +169,11 @@ class ChildJoin:
         terminal is resumed, and freed places go to queued children. Reads one snapshot per
         WAITING parent, plus the children the run index shows terminal but the parent has not
         noted."""
-        index = self.services.index
-        if not index.loaded:
+        services = self.services
+        if not services.index.loaded:
             return
         store = await self._store()
-        for summary in index.with_status(WAITING):
+        for summary in await services.call_index("with_status", WAITING):
             try:
                 parent, _ = await store.get(summary["run_id"])
             except RunNotFound:
@@ -189,9 +189,11 @@ class ChildJoin:
             )
             done = parent.get("children_done") or {}
             for child_id in parent.get("waiting_on") or []:
-                # The index knows every run's status in memory: only children it shows
-                # terminal are read, so a sweep costs one read per WAITING parent.
-                if child_id in done or not is_terminal(index.status_of(child_id)):
+                # The index knows every run's status (one indexed lookup): only children it
+                # shows terminal are read, so a sweep costs one read per WAITING parent.
+                if child_id in done:
+                    continue
+                if not is_terminal(await services.call_index("status_of", child_id)):
                     continue
                 try:
                     child, _ = await store.get(child_id)

@@ -12,10 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from ... import __version__
-from . import children_api, dashboard_api, dead_letter_api, run_api, shared, system_api
+from . import (
+    children_api,
+    dashboard_api,
+    dead_letter_api,
+    plugin_registry_api,
+    run_api,
+    shared,
+    system_api,
+)
 
 #: The areas of the document, in the order their paths appear.
-AREAS = (system_api, run_api, children_api, dead_letter_api, dashboard_api)
+AREAS = (system_api, run_api, children_api, dead_letter_api, plugin_registry_api, dashboard_api)
 
 
 def openapi_document() -> dict[str, Any]:

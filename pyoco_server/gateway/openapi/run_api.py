@@ -108,6 +108,38 @@ def schemas() -> dict[str, Any]:
                 },
             },
         },
+        "RunActivity": {
+            "type": "object",
+            "required": ["window", "step_sec", "start", "minutes", "finished", "queue_depth"],
+            "properties": {
+                "window": {"type": "string", "enum": ["hour", "day"]},
+                "step_sec": {"type": "integer", "const": 60},
+                "start": {
+                    "type": "integer",
+                    "description": "the first minute of the window (epoch seconds); entry i "
+                    "of every series is the minute starting at start + 60 * i",
+                },
+                "minutes": {"type": "integer", "description": "entries per series (60 or 1440)"},
+                "finished": {
+                    "type": "object",
+                    "description": "per terminal status, the caller's runs that reached it in "
+                    "each minute",
+                    "additionalProperties": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "queue_depth": {
+                    "type": "object",
+                    "description": "per tag, the jobs waiting at the minute's last sample "
+                    "(null: no sample that minute)",
+                    "additionalProperties": {
+                        "type": "array",
+                        "items": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                },
+            },
+        },
         "RunSnapshot": {
             "type": "object",
             "required": ["run_id", "flow_name", "status", "params", "tasks", "updated_at"],
@@ -303,6 +335,27 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "200": json_response(ref("schemas", "RunCounts"), "the counts"),
                     **error_responses(503),
+                },
+            }
+        },
+        "/runs/activity": {
+            "get": {
+                "operationId": "runActivity",
+                "summary": "Runs finished per minute by status, and queue depth per tag",
+                "description": "The figures of the dashboard's charts, for the last hour or "
+                "day. Finished runs are counted by the run index as it applies terminal writes "
+                "(with authentication on, the caller's tenant's only); queue depths are sampled "
+                "by the gateway.",
+                "parameters": [
+                    query_parameter(
+                        "window",
+                        {"type": "string", "enum": ["hour", "day"], "default": "hour"},
+                        "the time window",
+                    ),
+                ],
+                "responses": {
+                    "200": json_response(ref("schemas", "RunActivity"), "the figures"),
+                    **error_responses(422, 503),
                 },
             }
         },

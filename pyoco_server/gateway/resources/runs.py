@@ -69,8 +69,8 @@ class RunsResource:
         if parent_run_id is not None:
             resp.media = await list_children(self.services, caller, parent_run_id, query)
             return
-        index = await self.services.fresh_index()
-        page = index.select_page(
+        page = await self.services.query_index(
+            "select_page",
             caller.tenant_id,
             status=query.status,
             flow=query.flow,
@@ -111,8 +111,7 @@ class RunCountsResource:
         self.services = services
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        index = await self.services.fresh_index()
-        counts = index.status_counts(caller_of(req).tenant_id)
+        counts = await self.services.query_index("status_counts", caller_of(req).tenant_id)
         resp.media = {"total": sum(counts.values()), "by_status": counts}
 
 

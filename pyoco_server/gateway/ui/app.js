@@ -5,17 +5,19 @@ import { currentKey, forgetKey, keyId, onKeyChange } from "./auth.js";
 import { fill } from "./dom.js";
 import { mountPlugins } from "./plugins.js";
 import { mountQueues } from "./queues.js";
+import { TEXT as REGISTRY_TEXT, mountRegistry } from "./registry.js";
 import { mountRun } from "./run-detail.js";
 import { mountRuns } from "./runs.js";
 import { mountWorkers } from "./workers.js";
 
-// Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins.
+// Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins, #/registry.
 const ROUTES = [
   { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "Run", mount: mountRun },
   { pattern: /^\/runs$/, nav: "runs", title: "Runs", mount: mountRuns },
   { pattern: /^\/workers$/, nav: "workers", title: "Workers", mount: mountWorkers },
   { pattern: /^\/queues$/, nav: "queues", title: "Queues & DLQ", mount: mountQueues },
   { pattern: /^\/plugins$/, nav: "plugins", title: "Plugins", mount: mountPlugins },
+  { pattern: /^\/registry$/, nav: "registry", title: REGISTRY_TEXT.title, mount: mountRegistry },
 ];
 
 let current = null;

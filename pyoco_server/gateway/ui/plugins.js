@@ -2,6 +2,7 @@
 
 import { getJson } from "./api.js";
 import { cell, fromTemplate, h, role, syncRows } from "./dom.js";
+import { appendSyncedPlugins } from "./registry.js";
 import { showError } from "./view.js";
 
 function renderRow(row, plugin) {
@@ -20,6 +21,7 @@ function renderRow(row, plugin) {
 export async function mountPlugins(main, { signal }) {
   const view = fromTemplate("tpl-plugins");
   main.append(view);
+  appendSyncedPlugins(view, signal);
   try {
     const plugins = await getJson("/plugins", {}, signal);
     const list = Array.isArray(plugins) ? plugins : [];

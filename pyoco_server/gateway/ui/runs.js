@@ -1,6 +1,7 @@
 // Runs: status counts, filters, a server-paged table refreshed live.
 
 import { request } from "./api.js";
+import { mountCharts } from "./charts.js";
 import { cell, fill, fromTemplate, h, role, setText, syncRows } from "./dom.js";
 import { RUN_STATUSES, badge, duration, elapsed, epoch, ago, runLink } from "./format.js";
 import { REFRESH_MS, clearError, every, showError } from "./view.js";
@@ -111,6 +112,7 @@ export function mountRuns(main, { params, signal }) {
   const pageLabel = role(view, "page");
   showFilters(form, filters);
   renderCounts(counts, null, filters.status);
+  mountCharts(role(view, "charts"), { signal });
 
   // Cursors of the pages seen so far: cursors[0] is the first page (no cursor).
   const cursors = [null];

@@ -3,6 +3,7 @@
 import { getJson } from "./api.js";
 import { cell, fromTemplate, h, role, setText, syncRows } from "./dom.js";
 import { ago, badge, runLink } from "./format.js";
+import { syncedPlugins } from "./registry.js";
 import { REFRESH_MS, clearError, every, showError } from "./view.js";
 
 function renderRow(row, worker) {
@@ -21,6 +22,7 @@ function renderRow(row, worker) {
   const host = [worker.hostname, worker.pid].filter((v) => v !== undefined && v !== null).join(":");
   const concurrency = worker.concurrency ? ` · ${worker.concurrency} slot${worker.concurrency === 1 ? "" : "s"}` : "";
   setText(row.cells[5], (host || "—") + concurrency);
+  cell(row, 6, JSON.stringify(worker.plugins || null), () => syncedPlugins(worker));
 }
 
 /** Mount the workers view into main. */

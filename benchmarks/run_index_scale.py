@@ -1,0 +1,360 @@
+"""Benchmark: a gateway over 100,000 and 1,000,000 stored runs — start to ``/ready`` (from
+nothing, and with the index kept from its last run), RSS, ``GET /runs?limit=50`` per filter,
+exact counts and cursor paging, and retention sweeping while submits go on.
+
+Fills the runs bucket directly (pipelined JetStream publishes, ~1 KB snapshots over 10 days
+of ``updated_at``; 5 % FAILED, 3 % PENDING, 2 % RUNNING, the rest COMPLETED; 20 flows, 5 tags,
+10 tenants) on an embedded nats-server, then runs the real gateway (``pyoco-server up``) as a
+subprocess. Needs about 2.5 GB of disk per million runs (NATS store + index) under ``--dir``.
+
+    .venv/bin/python benchmarks/run_index_scale.py [--sizes 100000,1000000] [--dir /tmp]
+
+Targets at 1,000,000 runs: ready ≤ 5 s with the kept index, RSS ≤ 160 MiB, every list median
+≤ 10 ms. Not run by CI (it takes several minutes per million runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from pyoco_server.config import Settings
+from pyoco_server.embedded import EmbeddedNats, free_port
+from pyoco_server.gateway.run_index import RunIndex
+from pyoco_server.nats_client import connect, ensure_resources
+from pyoco_server.stream_reader import StreamRecord
+
+DAY = 86400.0
+#: Seconds the sweeper is watched working alone (it is not waited for to finish).
+SWEEP_WATCH_SEC = 30.0
+FLOWS = [f"flow_{n}" for n in range(20)]
+TAGS = ["default", "gpu", "cpu", "io", "batch"]
+TENANTS = [f"tenant_{n}" for n in range(10)]
+
+
+def snapshot(index: int, now: float, rng: random.Random) -> dict:
+    roll = rng.random()
+    status = (
+        "FAILED"
+        if roll < 0.05
+        else "PENDING"
+        if roll < 0.08
+        else "RUNNING"
+        if roll < 0.10
+        else "COMPLETED"
+    )
+    updated = now - rng.random() * 10 * DAY
+    tag = TAGS[index % len(TAGS)]
+    return {
+        "run_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "flow_name": FLOWS[index % len(FLOWS)],
+        "status": status,
+        "params": {"n": index, "x": "y" * 40},
+        "tag": tag,
+        "tags": [tag],
+        "tenant_id": TENANTS[index % len(TENANTS)],
+        "api_key_id": "k1",
+        "worker_id": f"worker-{index % 8}",
+        "submitted_at": updated - 5,
+        "start_time": updated - 4,
+        "end_time": updated if status in ("COMPLETED", "FAILED") else None,
+        "heartbeat_at": updated,
+        "updated_at": updated,
+        "tasks": {f"task_{t}": "SUCCEEDED" for t in range(5)},
+        "task_records": {
+            f"task_{t}": {"state": "SUCCEEDED", "duration_ms": 1.5, "output": t} for t in range(5)
+        },
+        "error": "RuntimeError: boom" if status == "FAILED" else None,
+        "attempt": 1,
+    }
+
+
+async def fill(url: str, settings: Settings, start: int, count: int) -> float:
+    """Publish ``count`` snapshots; returns runs per second."""
+    nc = await connect(url, "benchmark")
+    js = nc.jetstream()
+    await ensure_resources(js, settings)
+    prefix = f"$KV.{settings.runs_kv_bucket}."
+    rng, now = random.Random(start), time.time()
+    began = time.perf_counter()
+    pending = []
+    for index in range(start, start + count):
+        data = snapshot(index, now, rng)
+        pending.append(await js.publish_async(prefix + data["run_id"], json.dumps(data).encode()))
+        if len(pending) >= 2000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    await nc.close()
+    return count / (time.perf_counter() - began)
+
+
+def start_gateway(url: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+    command = [sys.executable, "-m", "pyoco_server.cli.server", "up", "--nats-url", url]
+    command += ["--port", str(port)]
+    return subprocess.Popen(
+        command,
+        env={**base, "PYOCO_LOG_LEVEL": "WARNING", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_ready(base: str, timeout: float = 1800.0) -> float:
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/ready", timeout=5).status_code == 200:
+                return round(time.perf_counter() - started, 2)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("gateway did not become ready")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
+def median_ms(client: httpx.Client, params: dict, requests: int) -> float:
+    for _ in range(10):
+        client.get("/runs", params={**params, "limit": 50}).raise_for_status()
+    timings = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        answer = client.get("/runs", params={**params, "limit": 50})
+        timings.append((time.perf_counter() - began) * 1000)
+        answer.raise_for_status()
+        assert len(answer.json()) == 50 or len(params) > 1, params
+    return round(statistics.median(timings), 2)
+
+
+def index_checks(path: Path, bucket: str, requests: int) -> dict:
+    """In-process on the gateway's index file: per-tenant listing latency (the HTTP route
+    needs API keys for that), counts against a full cursor walk."""
+    index = RunIndex(bucket, path)
+    timings = []
+    for n in range(requests):
+        began = time.perf_counter()
+        page = index.select_page(TENANTS[n % len(TENANTS)], limit=50)
+        timings.append((time.perf_counter() - began) * 1000)
+        assert len(page.runs) == 50
+    walked, cursor, pages = 0, None, 0
+    while True:
+        page = index.select_page("tenant_3", status="FAILED", limit=500, cursor=cursor)
+        walked += len(page.runs)
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    counted = index.status_counts("tenant_3")["FAILED"]
+    index.close()
+    return {
+        "tenant_filter_median_ms_in_process": round(statistics.median(timings), 3),
+        "cursor_walk_tenant3_failed": walked,
+        "counts_tenant3_failed": counted,
+        "cursor_pages": pages,
+    }
+
+
+def submit_rate(client: httpx.Client, seconds: float) -> tuple[int, float]:
+    """Sequential submits for ``seconds``: (runs submitted, runs per second)."""
+    deadline, done = time.monotonic() + seconds, 0
+    began = time.perf_counter()
+    while time.monotonic() < deadline:
+        client.post("/runs", json={"flow_name": "bench", "params": {}}).raise_for_status()
+        done += 1
+    return done, round(done / (time.perf_counter() - began), 1)
+
+
+def total(client: httpx.Client) -> int:
+    """Runs stored, per ``/runs/counts`` (a 503 is retried and reported)."""
+    for _ in range(100):
+        answer = client.get("/runs/counts")
+        if answer.status_code == 200:
+            return answer.json()["total"]
+        print(f"  /runs/counts answered {answer.status_code}: {answer.text[:200]}", flush=True)
+        time.sleep(0.2)
+    raise SystemExit("/runs/counts kept failing")
+
+
+def run_size(size: int, directory: Path, requests: int) -> dict:
+    settings = Settings()
+    store = directory / f"nats-{size}"
+    index_dir = directory / f"index-{size}"
+    server = EmbeddedNats(store)
+    server.start()
+    result: dict = {"stored_runs": size}
+    gateway = None
+    try:
+        result["fill_runs_per_sec"] = round(asyncio.run(fill(server.url, settings, 0, size)))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {"PYOCO_INDEX_DIR": str(index_dir), "PYOCO_RUN_RETENTION_SEC": "0"}
+        gateway = start_gateway(server.url, port, env)
+        result["ready_from_nothing_sec"] = wait_ready(base)
+        print(json.dumps(result), flush=True)
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(60)
+        gateway = start_gateway(server.url, port, env)
+        result["ready_with_kept_index_sec"] = wait_ready(base)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            lists = {
+                "unfiltered": {},
+                "status=FAILED": {"status": "FAILED"},
+                "flow=flow_3": {"flow": "flow_3"},
+                "tag=gpu": {"tag": "gpu"},
+                "status=RUNNING&flow=flow_4": {"status": "RUNNING", "flow": "flow_4"},
+            }
+            result["list_median_ms"] = {
+                name: median_ms(client, params, requests) for name, params in lists.items()
+            }
+            counts = client.get("/runs/counts").json()
+            result["counts_total"] = counts["total"]
+            result["rss_mib"] = rss_mib(gateway.pid)
+            result["submits_per_sec_retention_off"] = submit_rate(client, 10)[1]
+        print(json.dumps(result), flush=True)
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(60)
+        gateway = None
+        result.update(
+            index_checks(
+                index_dir / f"runs-index-{settings.runs_kv_bucket}.sqlite3",
+                settings.runs_kv_bucket,
+                requests,
+            )
+        )
+        # retention of 7 days over 10 days of runs: ~27 % of the terminal runs expire
+        env["PYOCO_RUN_RETENTION_SEC"] = str(7 * DAY)
+        gateway = start_gateway(server.url, port, env)
+        wait_ready(base)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            before = total(client)
+            began = time.perf_counter()
+            submitted, rate = submit_rate(client, 10)
+            elapsed = time.perf_counter() - began
+            result["submits_per_sec_while_sweeping"] = rate
+            swept = before + submitted - total(client)
+            result["swept_runs_per_sec_during_submits"] = round(swept / elapsed)
+            # then let the sweeper work alone for a while and measure its pace
+            before, began = total(client), time.perf_counter()
+            time.sleep(SWEEP_WATCH_SEC)
+            last = total(client)
+            result["swept_runs_per_sec_alone"] = round(
+                (before - last) / (time.perf_counter() - began)
+            )
+            result["runs_after_sweep"] = last
+            result["rss_mib_after_sweep"] = rss_mib(gateway.pid)
+    finally:
+        if gateway is not None and gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(60)
+        server.stop()
+    disk = sum(p.stat().st_size for p in index_dir.glob("*"))
+    result["index_file_mib"] = round(disk / 2**20, 1)
+    return result
+
+
+def index_only(size: int, directory: Path, requests: int) -> dict:
+    """Without NATS or HTTP: build the index file of ``size`` runs the way a gateway does (bulk
+    apply), then time what a restart with that file costs (open + counts), the page queries
+    per filter, and the process's RSS with the index open."""
+    path = directory / f"index-only-{size}.sqlite3"
+    index = RunIndex("pyoco_runs", path)
+    rng, now = random.Random(7), time.time()
+    began = time.perf_counter()
+    index.begin_bulk()
+    batch = []
+    for n in range(size):
+        data = snapshot(n, now, rng)
+        batch.append(
+            StreamRecord(n + 1, f"$KV.pyoco_runs.{data['run_id']}", json.dumps(data).encode())
+        )
+        if len(batch) == 8192:
+            index.apply(batch)
+            batch = []
+    index.apply(batch)
+    index.end_bulk()
+    result: dict = {
+        "stored_runs": size,
+        "build_runs_per_sec": round(size / (time.perf_counter() - began)),
+    }
+    index.close()
+    began = time.perf_counter()
+    index = RunIndex("pyoco_runs", path)
+    result["open_with_counts_sec"] = round(time.perf_counter() - began, 3)
+    filters = {
+        "unfiltered": (None, {}),
+        "status=FAILED": (None, {"status": "FAILED"}),
+        "flow=flow_3": (None, {"flow": "flow_3"}),
+        "tag=gpu": (None, {"tag": "gpu"}),
+        "tenant=tenant_3": ("tenant_3", {}),
+        "tenant+status": ("tenant_3", {"status": "FAILED"}),
+    }
+    medians = {}
+    for name, (tenant, extra) in filters.items():
+        timings = []
+        for _ in range(requests):
+            t = time.perf_counter()
+            page = index.select_page(tenant, limit=50, **extra)
+            timings.append((time.perf_counter() - t) * 1000)
+            assert len(page.runs) == 50, name
+        medians[name] = round(statistics.median(timings), 3)
+    result["page_median_ms"] = medians
+    walked, cursor = 0, None
+    while True:
+        page = index.select_page(None, status="FAILED", limit=1000, cursor=cursor)
+        walked += len(page.runs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    result["cursor_walk_failed"] = walked
+    result["counts_failed"] = index.status_counts()["FAILED"]
+    result["rss_mib_with_index_open"] = rss_mib(os.getpid())
+    result["index_file_mib"] = round(
+        sum(p.stat().st_size for p in directory.glob("index-only-*")) / 2**20, 1
+    )
+    index.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--dir", default=None, help="where NATS and the index store (temp)")
+    parser.add_argument(
+        "--index-only",
+        action="store_true",
+        help="only the index file, in process (no NATS, no HTTP): quicker at 1,000,000 runs",
+    )
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            run = index_only if args.index_only else run_size
+            result = run(size, Path(tmp), args.requests)
+            result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
