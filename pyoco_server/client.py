@@ -199,19 +199,72 @@ class PyocoHttpClient:
             params["include"] = "full"
         return self._json("GET", "/runs", params=params)
 
+    def list_runs_delta(
+        self,
+        *,
+        status: str | None = None,
+        flow: str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+        full: bool = False,
+        updated_after: float | None = None,
+        cursor: str | None = None,
+        workflow_yaml_sha256: str | None = None,
+    ) -> dict[str, Any]:
+        """A delta page ``{"items", "next_cursor"}``: runs updated after ``updated_after``
+        (epoch seconds, exclusive), newest first, continuing after ``cursor`` (a previous
+        page's ``next_cursor``), optionally only runs of one workflow file."""
+        params: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("status", status),
+                ("flow", flow),
+                ("tag", tag),
+                ("limit", limit),
+                ("updated_after", updated_after),
+                ("cursor", cursor),
+                ("workflow_yaml_sha256", workflow_yaml_sha256),
+            )
+            if value is not None
+        }
+        if full:
+            params["include"] = "full"
+        if not any(key in params for key in ("updated_after", "cursor", "workflow_yaml_sha256")):
+            params["cursor"] = ""  # an empty cursor: the first delta page
+        return self._json("GET", "/runs", params=params)
+
     def cancel_run(self, run_id: str) -> dict[str, Any]:
         """Ask for the run to be cancelled (idempotent); returns the snapshot."""
         return self._json("POST", f"/runs/{run_id}/cancel")
 
     def list_workers(
-        self, *, state: list[str] | None = None, include_stopped: bool | None = None
+        self,
+        *,
+        state: list[str] | None = None,
+        include_stopped: bool | None = None,
+        scope: str | None = None,
+        include_hidden: bool = False,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Workers with their states; ``state`` keeps only those (IDLE, RUNNING, STOPPED,
-        DISCONNECTED), ``include_stopped=False`` leaves STOPPED workers out."""
+        """Workers with their states. ``scope`` ``active`` (RUNNING and IDLE, the server's
+        default) or ``all``; ``state`` keeps only those states (then the default scope is
+        ``all``); ``include_stopped=False`` leaves STOPPED workers out; hidden workers only
+        with ``include_hidden``; at most ``limit`` (1..500, default 100)."""
         params: list[tuple[str, Any]] = [("state", value) for value in state or []]
         if include_stopped is not None:
             params.append(("include_stopped", "true" if include_stopped else "false"))
+        if scope is not None:
+            params.append(("scope", scope))
+        if include_hidden:
+            params.append(("include_hidden", "true"))
+        if limit is not None:
+            params.append(("limit", limit))
         return self._json("GET", "/workers", params=params)
+
+    def set_worker_hidden(self, worker_id: str, hidden: bool) -> dict[str, Any]:
+        """Hide a worker from the default ``/workers`` listing (or show it again); returns
+        ``{worker_id, hidden, updated_at}``."""
+        return self._json("PATCH", f"/workers/{worker_id}", json={"hidden": hidden})
 
     # -- dead letters ------------------------------------------------------------------------
 

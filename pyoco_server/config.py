@@ -26,6 +26,8 @@ DECIMAL_FORM = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTH_MODES = ("none", "api_key")
 LOG_FORMATS = ("json", "text")
+#: ``PYOCO_DASHBOARD_LANG``: ``auto`` follows the browser's preferred languages.
+DASHBOARD_LANGS = ("auto", "ja", "en")
 #: Shortest ``PYOCO_AUTH_PEPPER`` accepted (it is optional; when set it must be a secret).
 MIN_PEPPER_CHARS = 16
 
@@ -131,6 +133,9 @@ class Settings:
     default_tag: str = _setting("PYOCO_DEFAULT_TAG", _TAG, "default")
     runs_kv_bucket: str = _setting("PYOCO_RUNS_KV_BUCKET", _NAME, "pyoco_runs")
     workers_kv_bucket: str = _setting("PYOCO_WORKERS_KV_BUCKET", _NAME, "pyoco_workers")
+    worker_flags_kv_bucket: str = _setting(
+        "PYOCO_WORKER_FLAGS_KV_BUCKET", _NAME, "pyoco_worker_flags"
+    )
     workers_kv_ttl_sec: float = _setting("PYOCO_WORKERS_KV_TTL_SEC", _POSITIVE, 15.0)
     workers_retention_sec: float = _setting(
         "PYOCO_WORKERS_RETENTION_SEC", _number_parser(float, 0), 3600.0
@@ -217,6 +222,7 @@ class Settings:
     plugins: tuple[str, ...] | None = _setting("PYOCO_PLUGINS", _optional_list_parser, None)
     disable_plugins: tuple[str, ...] = _setting("PYOCO_DISABLE_PLUGINS", _list_parser, ())
     trace_plugins: bool = _setting("PYOCO_TRACE_PLUGINS", _parse_bool, False)
+    dashboard_lang: str = _setting("PYOCO_DASHBOARD_LANG", _choice_parser(DASHBOARD_LANGS), "auto")
     log_level: str = _setting("PYOCO_LOG_LEVEL", _choice_parser(LOG_LEVELS, upper=True), "INFO")
     log_format: str = _setting("PYOCO_LOG_FORMAT", _choice_parser(LOG_FORMATS), "json")
     log_utc: bool = _setting("PYOCO_LOG_UTC", _parse_bool, True)

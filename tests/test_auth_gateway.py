@@ -261,7 +261,12 @@ async def test_open_dashboard_paths_serve_no_data(auth_settings):
             if path == "/":
                 assert result.content == ui.joinpath("index.html").read_bytes()
             elif path == "/ui/config.json":
-                assert set(result.json) == {"auth_mode", "api_key_header", "version"}
+                assert set(result.json) == {
+                    "auth_mode",
+                    "api_key_header",
+                    "version",
+                    "dashboard_lang",
+                }
                 assert result.json["auth_mode"] == "api_key"
             else:
                 assert result.content == ui.joinpath(path.removeprefix("/ui/")).read_bytes()

@@ -119,6 +119,7 @@ def _changed(value: object, name: str) -> object:
         "http_api_key_header": "X-Team-Key",
         "log_level": "DEBUG",
         "log_format": "text",
+        "dashboard_lang": "ja",
         "plugins": ("team-policy", "plugins/local.py:plugin"),
     }
     if name in special:

@@ -147,7 +147,7 @@ async def test_a_killed_worker_s_run_ends_failed_once_and_the_worker_shows_disco
             killed_at = time.monotonic()
 
             async def disconnected() -> dict | None:
-                listed = (await gateway.simulate_get("/workers")).json
+                listed = (await gateway.simulate_get("/workers", params={"scope": "all"})).json
                 found = [w for w in listed if w["worker_id"] == worker.worker_id]
                 return found[0] if found and found[0]["state"] == "DISCONNECTED" else None
 
@@ -177,7 +177,7 @@ async def test_a_killed_worker_s_run_ends_failed_once_and_the_worker_shows_disco
             assert len(marker.read_text().splitlines()) == 1  # MaxDeliver 1: it ran once
 
             async def aged_out() -> bool:
-                listed = (await gateway.simulate_get("/workers")).json
+                listed = (await gateway.simulate_get("/workers", params={"scope": "all"})).json
                 return worker.worker_id not in [w["worker_id"] for w in listed]
 
             await wait_until(aged_out, 20, "the dead worker to age out of /workers")

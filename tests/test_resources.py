@@ -15,18 +15,18 @@ from pyoco_server.nats_client import ensure_resources
 async def test_bootstrap_creates_everything_once(nc, settings: Settings):
     js = nc.jetstream()
     created = await ensure_resources(js, settings)
-    # the plugin registry's buckets keep their names in test systems (not in ISOLATED_FIELDS):
-    # whichever test bootstraps first on the shared server creates them
-    shared = {settings.plugin_registry_kv_bucket, settings.wheel_history_kv_bucket}
-    assert set(created) - shared == {
+    assert set(created) == {
         settings.work_stream,
         settings.dlq_stream,
         settings.runs_kv_bucket,
         settings.workers_kv_bucket,
+        settings.worker_flags_kv_bucket,
         settings.auth_kv_bucket,
         settings.idempotency_kv_bucket,
         settings.spawn_kv_bucket,
         settings.leases_kv_bucket,
+        settings.plugin_registry_kv_bucket,
+        settings.wheel_history_kv_bucket,
     }
     work = await js.stream_info(settings.work_stream)
     assert work.config.retention == RetentionPolicy.WORK_QUEUE

@@ -28,6 +28,7 @@ from ..client import (
     WaitTimeout,
 )
 from ..model import COMPLETED, is_terminal
+from .client_listings import add_list_vnext_command, add_workers_command
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .output import UsageError, print_json, print_table
 from .plugins_registry import add_plugin_registry_commands
@@ -266,26 +267,6 @@ def cmd_cancel(client: PyocoHttpClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_workers(client: PyocoHttpClient, args: argparse.Namespace) -> int:
-    states = [item.strip() for item in (args.state or "").split(",") if item.strip()]
-    workers = client.list_workers(
-        state=states or None, include_stopped=False if args.exclude_stopped else None
-    )
-    if args.output == "table":
-        print_table(workers, ["worker_id", "state", "tags", "current_run_id", "heartbeat_at"])
-    elif args.output == "plugins":  # 0.5.1: one row per synced plugin of each worker
-        rows = [
-            {"worker_id": w["worker_id"], "worker_state": w.get("state"), **plugin}
-            for w in workers
-            for plugin in w.get("plugins") or []
-        ]
-        columns = ["worker_id", "worker_state", "distribution", "version", "state", "reason"]
-        print_table(rows, [*columns, "active_version"])
-    else:
-        print_json(workers)
-    return EXIT_OK
-
-
 DLQ_COLUMNS = ["seq", "timestamp", "reason", "run_id", "flow_name", "tag", "num_delivered", "error"]
 #: Longest error shown in a ``dlq list --output table`` cell.
 TABLE_ERROR_CHARS = 60
@@ -515,19 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cancel.set_defaults(handler=cmd_cancel)
 
-    workers = commands.add_parser("workers", help="worker hosts and their states")
-    workers.add_argument(
-        "--state", metavar="S[,S...]", help="only IDLE, RUNNING, STOPPED and/or DISCONNECTED"
-    )
-    workers.add_argument("--exclude-stopped", action="store_true", help="leave STOPPED workers out")
-    workers.add_argument(
-        "--output",
-        choices=("json", "table", "plugins"),
-        default="json",
-        help="plugins: one row per synced plugin of each worker (--plugin-sync)",
-    )
-    workers.set_defaults(handler=cmd_workers)
-
+    add_list_vnext_command(commands)
+    add_workers_command(commands)
     add_dlq_commands(commands)
     add_plugin_registry_commands(commands)
 

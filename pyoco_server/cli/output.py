@@ -1,4 +1,5 @@
-"""What every ``pyoco-client`` command shares: JSON and table output, the usage error."""
+"""What every ``pyoco-client`` command shares: JSON documents, tables for people, and the
+usage error."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ class UsageError(Exception):
 
 
 def print_json(document: Any, out: TextIO | None = None) -> None:
+    """One JSON document on a line of ``out`` (default: the current stdout)."""
     out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
     out.write(json.dumps(document, ensure_ascii=False) + "\n")
     out.flush()
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO | None = None):
+def print_table(rows: list[dict[str, Any]], columns: list[str], out: TextIO | None = None) -> None:
+    """``rows`` as aligned columns with upper-case headers (``-`` for missing values)."""
     out = out or sys.stdout
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     header = [column.upper() for column in columns]

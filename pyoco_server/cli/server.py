@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..config import DASHBOARD_LANGS
 from ..log import configure_logging, get_logger
 from .common import (
     EXIT_INTERRUPTED,
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_compat_up_arguments(up)
 
+    up.add_argument(
+        "--dashboard-lang",
+        choices=DASHBOARD_LANGS,
+        help="language of the dashboard at / : auto follows the browser, ja or en "
+        "[PYOCO_DASHBOARD_LANG or auto]",
+    )
+
     plugins = commands.add_parser(
         "plugins",
         help="list the plugins that would load",
@@ -133,11 +141,13 @@ def _up(args: argparse.Namespace) -> int:
         {
             "nats_url": args.nats_url,
             "log_level": args.log_level,
+            "dashboard_lang": args.dashboard_lang,
             "plugin_publish_without_auth": args.allow_plugin_publish_without_auth,
         },
         {
             "nats_url": "--nats-url",
             "log_level": "--log-level",
+            "dashboard_lang": "--dashboard-lang",
             "plugin_publish_without_auth": "--allow-plugin-publish-without-auth",
         },
     )

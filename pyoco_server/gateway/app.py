@@ -38,12 +38,12 @@ from .resources.system import (
     OpenApiResource,
     PluginsResource,
     ReadyResource,
-    WorkersResource,
 )
 from .retention.sweeper import RetentionSweeper
 from .run_finished.consumer import RunFinishedFeed
 from .services import GatewayServices
 from .watch import WatcherRegistry
+from .worker_visibility.resources import WorkerResource, WorkersResource
 
 
 class Lifespan:
@@ -136,6 +136,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/runs/{run_id}/cancel", RunCancelResource(services))
     app.add_route("/runs/{run_id}/watch", RunWatchResource(services, watchers))
     app.add_route("/workers", WorkersResource(services))
+    app.add_route("/workers/{worker_id}", WorkerResource(services))
     app.add_route("/dlq", DlqResource(services))
     app.add_route("/dlq/redrive", DlqBulkRedriveResource(services))
     app.add_route("/dlq/{seq}", DlqEntryResource(services))

@@ -146,13 +146,15 @@ class DashboardAssetResource:
 
 class DashboardConfigResource:
     """``GET /ui/config.json``: what the page needs to know before its first API call — the
-    auth mode and the name of the API key header (``PYOCO_HTTP_API_KEY_HEADER``)."""
+    auth mode, the name of the API key header (``PYOCO_HTTP_API_KEY_HEADER``) and the
+    dashboard's language (``PYOCO_DASHBOARD_LANG``: ``auto``, ``ja`` or ``en``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.config = {
             "auth_mode": settings.http_auth_mode,
             "api_key_header": settings.http_api_key_header,
             "version": __version__,
+            "dashboard_lang": settings.dashboard_lang,
         }
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:

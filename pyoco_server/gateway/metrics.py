@@ -1,21 +1,25 @@
 """``GET /metrics``: Prometheus text from a private registry, without scanning runs.
 
-Every scrape reads: run counts by status from the run index (kept current by counters, see
-:mod:`.run_index`), the worker liveness bucket (one short stream read, O(workers)), the work
-stream's per-subject message counts and its consumers, one message lookup per tag with waiting
-jobs (the age of the oldest, see :mod:`.queues`), and the DLQ stream's size. The values
-are gathered first and then written into the gauges and rendered without an ``await`` in
-between, so concurrent scrapes never interleave.
+Every scrape reads: run counts by status, overall and for runs updated today (local time),
+from the run index (kept current by counters, see :mod:`.run_index` and :mod:`.run_delta`),
+the worker liveness bucket (one short stream read, O(workers)), the work stream's per-subject
+message counts and its consumers, one message lookup per tag with waiting jobs (the age of the
+oldest, see :mod:`.queues`), and the DLQ stream's size. The values are gathered first and then
+written into the gauges and rendered without an ``await`` in between, so concurrent scrapes
+never interleave.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..model import RUN_STATUSES
 from .queues import oldest_waiting_ages
+from .run_delta.order import local_day
 from .services import GatewayServices
 from .watch import WatcherRegistry
 from .workers import WORKER_STATES, list_workers, serving
@@ -31,6 +35,12 @@ class GatewayMetrics:
         self.runs = Gauge(
             "pyoco_runs_total",
             "Runs stored in KV, by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.runs_today = Gauge(
+            "pyoco_runs_today_total",
+            "Runs whose latest write is on the server's local calendar day, by status.",
             ["status"],
             registry=self.registry,
         )
@@ -127,6 +137,10 @@ class GatewayMetrics:
         self.runs.clear()
         for status, count in run_counts.items():
             self.runs.labels(status=status).set(count)
+        today = await services.call_index("updated_on", local_day(time.time()))
+        self.runs_today.clear()
+        for status in sorted({*RUN_STATUSES, *today}):
+            self.runs_today.labels(status=status).set(today.get(status, 0))
         self.workers_alive.set(sum(1 for worker in workers if worker["alive"]))
         self.workers.clear()
         for state in WORKER_STATES:

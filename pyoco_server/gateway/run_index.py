@@ -60,6 +60,7 @@ from ..nesting import (
     prune_nesting,
 )
 from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
+from .run_delta.order import LocalDays, UpdatedKey, day_number, updated_at_of
 
 log = get_logger(__name__)
 
@@ -79,13 +80,14 @@ SUMMARY_FIELDS = (
     "submitted_at",
     "start_time",
     "end_time",
+    "workflow_yaml_sha256",
 )
 #: Longest ``error`` text kept in a summary; the full text is in ``GET /runs/{id}``.
 SUMMARY_ERROR_CHARS = 1024
 #: SQLite page cache per connection (KiB): bounds the index's memory whatever its size.
 CACHE_KIB = 8192
 #: Bump when the schema changes: an index file with another version is rebuilt from NATS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Stream sequences read per step while catching up (bounds the records held in memory).
 SYNC_WINDOW = 8192
 
@@ -99,8 +101,17 @@ CREATE TABLE IF NOT EXISTS runs (
     flow TEXT,
     updated_at REAL,
     terminal INTEGER NOT NULL,
-    summary TEXT NOT NULL
+    summary TEXT NOT NULL,
+    sha TEXT,
+    updated_key REAL NOT NULL,
+    day INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs_per_day (
+    day INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (day, status)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_tags (
     tag TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -131,6 +142,10 @@ INDEXES = {
     "runs_tenant_flow": "runs (tenant, flow, seq)",
     "runs_updated": "runs (updated_at)",
     "runs_expiry": "runs (terminal, updated_at)",
+    # delta listings walk (updated_key, run_id) newest first (see :meth:`RunIndex.select_delta`)
+    "runs_delta": "runs (updated_key, run_id)",
+    "runs_tenant_delta": "runs (tenant, updated_key, run_id)",
+    "runs_sha_delta": "runs (sha, updated_key, run_id)",
     "run_tags_tenant": "run_tags (tenant, tag, seq)",
 }
 #: A catch-up of more stream sequences than this is applied in bulk mode.
@@ -215,6 +230,8 @@ class RunIndex:
         self.max_depth = max_depth
         self.path = str(path) if path is not None else ":memory:"
         self._on_close: list[Callable[[], Any]] = []
+        #: The local calendar day of an ``updated_at`` (``pyoco_runs_today_total``).
+        self.day_of = LocalDays()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         if self.path != ":memory:":
@@ -242,7 +259,7 @@ class RunIndex:
         self._db.executescript(
             "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS run_tags;"
             " DROP TABLE IF EXISTS finished_per_minute;"
-            " DROP TABLE IF EXISTS queue_depth_per_minute;"
+            " DROP TABLE IF EXISTS queue_depth_per_minute; DROP TABLE IF EXISTS runs_per_day;"
         )
         self._db.execute("DELETE FROM meta")
 
@@ -364,9 +381,11 @@ class RunIndex:
         tenant = _text(snapshot.get("tenant_id"))
         status = _text(summary["status"])
         flow = _text(summary["flow_name"])
+        updated_key = updated_at_of(summary)
+        day = day_number(self.day_of(updated_key))
         self._db.execute(
-            "INSERT INTO runs (seq, run_id, tenant, status, flow, updated_at, terminal, summary)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (seq, run_id, tenant, status, flow, updated_at, terminal, summary,"
+            " sha, updated_key, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq,
                 run_id,
@@ -376,7 +395,15 @@ class RunIndex:
                 _number(summary["updated_at"]),
                 int(status in TERMINAL_STATUSES),
                 _dumps(summary),
+                _text(summary["workflow_yaml_sha256"]),
+                updated_key,
+                day,
             ),
+        )
+        self._db.execute(
+            "INSERT INTO runs_per_day (day, status, runs) VALUES (?, ?, 1)"
+            " ON CONFLICT DO UPDATE SET runs = runs + 1",
+            (day, status or ""),
         )
         self._db.executemany(
             "INSERT INTO run_tags (tag, seq, tenant) VALUES (?, ?, ?)",
@@ -394,12 +421,20 @@ class RunIndex:
     def _remove(self, run_id: str) -> str | None:
         """Remove ``run_id``; returns the status it had (``None``: it was not listed)."""
         row = self._db.execute(
-            "SELECT seq, tenant, status, summary FROM runs WHERE run_id = ?", (run_id,)
+            "SELECT seq, tenant, status, summary, day FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
         if row is None:
             return None
-        seq, tenant, status, summary = row
+        seq, tenant, status, summary, day = row
         self._db.execute("DELETE FROM runs WHERE seq = ?", (seq,))
+        self._db.execute(
+            "UPDATE runs_per_day SET runs = runs - 1 WHERE day = ? AND status = ?",
+            (day, status or ""),
+        )
+        self._db.execute(
+            "DELETE FROM runs_per_day WHERE day = ? AND status = ? AND runs <= 0",
+            (day, status or ""),
+        )
         self._db.executemany(
             "DELETE FROM run_tags WHERE tag = ? AND seq = ?",
             [(_text(tag), seq) for tag in _tags_of(_loads(summary))],
@@ -524,6 +559,64 @@ class RunIndex:
         ).fetchall()
         runs = [_loads(summary) for _, summary in rows]
         return RunPage(runs, rows[-1][0] if len(rows) >= limit and rows else None)
+
+    def select_delta(
+        self,
+        tenant_id: str | None,
+        *,
+        updated_after: float | None = None,
+        before: UpdatedKey | None = None,
+        workflow_yaml_sha256: str | None = None,
+        status: str | None = None,
+        flow: str | None = None,
+        tag: str | None = None,
+        q: str | None = None,
+        limit: int = 50,
+    ) -> list[tuple[UpdatedKey, dict[str, Any]]]:
+        """Up to ``limit`` summaries ordered by ``(updated_at, run_id)``, newest first, each
+        with its position: only ``updated_at > updated_after`` and positions below ``before``
+        (both exclusive); other filters as in :meth:`select_page`. One walk down an index on
+        ``(updated_key, run_id)`` (per tenant, or per ``workflow_yaml_sha256``), so a page
+        costs O(limit) for listings filtered by nothing else."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("tenant", tenant_id),
+            ("sha", workflow_yaml_sha256),
+            ("status", status),
+            ("flow", flow),
+        ):
+            if value is not None:
+                conditions.append(f"r.{column} = ?")
+                args.append(value)
+        if tag is not None:
+            conditions.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.tag = ? AND t.seq = r.seq)")
+            args.append(tag)
+        if q:
+            conditions.append("instr(lower(r.run_id), ?) > 0")
+            args.append(q.lower())
+        if updated_after is not None:
+            conditions.append("r.updated_key > ?")
+            args.append(updated_after)
+        if before is not None:
+            conditions.append("(r.updated_key, r.run_id) < (?, ?)")
+            args.extend(before)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._db.execute(
+            f"SELECT r.updated_key, r.run_id, r.summary FROM runs r{where}"
+            " ORDER BY r.updated_key DESC, r.run_id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [((key, run_id), _loads(summary)) for key, run_id, summary in rows]
+
+    def updated_on(self, day: tuple[int, int, int]) -> dict[str, int]:
+        """How many runs, by status, have their latest write on ``day`` (a local calendar
+        day, ``(year, month, day)``): one indexed lookup."""
+        rows = self._db.execute(
+            "SELECT status, runs FROM runs_per_day WHERE day = ? AND runs > 0",
+            (day_number(day),),
+        )
+        return {status: int(n) for status, n in rows if status}
 
     def select(self, tenant_id: str | None, **filters: Any) -> list[dict[str, Any]]:
         """The summaries of :meth:`select_page` (same arguments), without the cursor."""

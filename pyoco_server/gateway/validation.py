@@ -169,8 +169,9 @@ def _single(req: falcon.asgi.Request, name: str, errors: _Errors) -> str | None:
     return values[0]
 
 
-def list_query(req: falcon.asgi.Request) -> ListQuery:
-    """Validate ``GET /runs`` query parameters."""
+def list_query(req: falcon.asgi.Request, *, seq_cursor: bool = True) -> ListQuery:
+    """Validate ``GET /runs`` query parameters; ``seq_cursor=False`` leaves ``cursor`` to the
+    delta listing (:mod:`.run_delta`)."""
     errors = _Errors()
     status = _single(req, "status", errors)
     if status is not None:
@@ -199,7 +200,7 @@ def list_query(req: falcon.asgi.Request) -> ListQuery:
         if q is not None and len(q) > MAX_RUN_ID_SEARCH_CHARS:
             errors.add("q", f"must be at most {MAX_RUN_ID_SEARCH_CHARS} characters")
     cursor = None
-    raw_cursor = _single(req, "cursor", errors)
+    raw_cursor = _single(req, "cursor", errors) if seq_cursor else None
     if raw_cursor is not None:
         if CURSOR_PATTERN.match(raw_cursor) and int(raw_cursor) < 2**64:
             cursor = int(raw_cursor)
@@ -337,19 +338,3 @@ def flag(req: falcon.asgi.Request, name: str, default: bool = False) -> bool:
         f"invalid query: {name}: must be true or false",
         [{"field": name, "message": "must be true or false"}],
     )
-
-
-def worker_states(req: falcon.asgi.Request, allowed: tuple[str, ...]) -> frozenset[str] | None:
-    """The ``state`` filter of ``GET /workers`` (repeatable and/or comma-separated)."""
-    errors = _Errors()
-    found: set[str] = set()
-    for value in req.get_param_as_list("state") or []:
-        for item in value.split(","):
-            item = item.strip().upper()
-            if not item:
-                continue
-            if item not in allowed:
-                errors.add("state", f"unknown state {item[:40]!r}; accepted: {', '.join(allowed)}")
-            found.add(item)
-    errors.raise_if_any("query")
-    return frozenset(found) or None

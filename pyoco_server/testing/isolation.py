@@ -20,10 +20,14 @@ ISOLATED_FIELDS = (
     "dlq_subject_prefix",
     "runs_kv_bucket",
     "workers_kv_bucket",
+    "worker_flags_kv_bucket",
     "auth_kv_bucket",
     "idempotency_kv_bucket",
     "spawn_kv_bucket",
     "leases_kv_bucket",
+    "wheel_object_store_bucket",
+    "wheel_history_kv_bucket",
+    "plugin_registry_kv_bucket",
 )
 #: The DLQ stream size of test systems (the default is 512 MiB). JetStream reserves a stream's
 #: max_bytes against the server's storage limit (75 % of the free disk): with the default, a
@@ -41,10 +45,14 @@ def unique_names(suffix: str | None = None) -> dict[str, str]:
         "dlq_subject_prefix": f"t{suffix}.dlq",
         "runs_kv_bucket": f"runs_{suffix}",
         "workers_kv_bucket": f"workers_{suffix}",
+        "worker_flags_kv_bucket": f"wflags_{suffix}",
         "auth_kv_bucket": f"auth_{suffix}",
         "idempotency_kv_bucket": f"idem_{suffix}",
         "spawn_kv_bucket": f"spawn_{suffix}",
         "leases_kv_bucket": f"leases_{suffix}",
+        "wheel_object_store_bucket": f"wheels_{suffix}",
+        "wheel_history_kv_bucket": f"whist_{suffix}",
+        "plugin_registry_kv_bucket": f"preg_{suffix}",
     }
 
 

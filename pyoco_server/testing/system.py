@@ -189,7 +189,7 @@ class PyocoSystem:
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
             return True
-        response = http.get("/workers")
+        response = http.get("/workers", params={"scope": "all", "include_hidden": "true"})
         workers = response.json() if response.status_code == 200 else None
         if not isinstance(workers, list):  # e.g. a 503 error body while NATS settles
             return False

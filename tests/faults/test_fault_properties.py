@@ -384,7 +384,20 @@ def _declared_bound(name: str) -> tuple[float, bool]:
     raise AssertionError(f"{name} accepts -99999999")
 
 
+def _declared_maximum(name: str) -> float | None:
+    """The largest value a number setting accepts, as its error declares it ("an integer
+    from 2 to 200", e.g. ``PYOCO_MAX_NESTING_DEPTH``), or ``None`` when it has no maximum."""
+    try:
+        FIELDS[name].metadata["parser"](ENV[name], "99999999")
+    except ConfigError as error:
+        match = re.search(r" to (\S+)$", error.expected)
+        assert match, error.expected
+        return float(match.group(1))
+    return None
+
+
 BOUNDS = {name: _declared_bound(name) for name in INT_FIELDS + FLOAT_FIELDS}
+MAXIMUMS = {name: _declared_maximum(name) for name in INT_FIELDS + FLOAT_FIELDS}
 #: Well-formed numbers (surrounding whitespace, as ``str.strip`` removes it, is ignored).
 STRICT_INT = re.compile(r"\+?[0-9]+")
 STRICT_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -409,6 +422,9 @@ def _rejected_naming(variable: str, environ: dict[str, str]) -> None:
 
 def _out_of_bounds(name: str, value: float) -> bool:
     minimum, inclusive = BOUNDS[name]
+    maximum = MAXIMUMS[name]
+    if maximum is not None and value > maximum:
+        return True
     return value < minimum or (value == minimum and not inclusive)
 
 

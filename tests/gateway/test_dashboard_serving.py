@@ -66,13 +66,16 @@ async def test_only_shipped_files_are_served(gateway):
 
 
 async def test_config_names_the_key_header_and_auth_mode(gateway_settings: Settings):
-    settings = gateway_settings.with_overrides(http_api_key_header="X-Pyoco-Token")
+    settings = gateway_settings.with_overrides(
+        http_api_key_header="X-Pyoco-Token", dashboard_lang="ja"
+    )
     async with ASGIConductor(create_app(settings, build_plugin_manager(plugins=[]))) as client:
         config = await client.simulate_get(CONFIG_PATH)
     assert config.json == {
         "auth_mode": "none",
         "api_key_header": "X-Pyoco-Token",
         "version": config.json["version"],
+        "dashboard_lang": "ja",
     }
     assert config.headers["cache-control"] == "no-store"
 

@@ -126,6 +126,8 @@ async def test_list_newest_first_with_filters_and_read_your_writes(gateway, nc, 
         "cursor=-3",
         "cursor=99999999999999999999",
         "q=" + "x" * 65,
+        "parent_run_id=p&updated_after=0",
+        "parent_run_id=p&cursor=",
     ],
 )
 async def test_bad_list_queries_are_422(gateway, query):

@@ -54,7 +54,11 @@ async def test_workers_report_state_and_disconnection(gateway, nc, gateway_setti
     await kv.put("w-busy", worker("w-busy", "RUNNING", 1, current_run_id="r1", tags=["gpu"]))
     await kv.put("w-gone", worker("w-gone", "RUNNING", ttl + 5))
     await kv.put("w-stop", worker("w-stop", "STOPPED", 2))
-    listed = (await gateway.simulate_get("/workers")).json
+    assert [w["worker_id"] for w in (await gateway.simulate_get("/workers")).json] == [
+        "w-busy",
+        "w-idle",
+    ]  # the default scope is active: RUNNING and IDLE
+    listed = (await gateway.simulate_get("/workers", params={"scope": "all"})).json
     assert [(w["worker_id"], w["state"], w["alive"]) for w in listed] == [
         ("w-busy", "RUNNING", True),
         ("w-gone", "DISCONNECTED", False),
@@ -139,7 +143,7 @@ async def test_workers_filter_by_state_and_hide_workers_past_the_retention(
         assert answer.status_code == 200, answer.text
         return [w["worker_id"] for w in answer.json]
 
-    assert await ids() == ["w-gone", "w-idle", "w-stop"]  # w-ancient aged out
+    assert await ids(scope="all") == ["w-gone", "w-idle", "w-stop"]  # w-ancient aged out
     assert await ids(include_stopped="false") == ["w-gone", "w-idle"]
     assert await ids(state="disconnected") == ["w-gone"]
     assert await ids(state="IDLE,STOPPED") == ["w-idle", "w-stop"]

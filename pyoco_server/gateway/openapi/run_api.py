@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...model import RUN_STATUSES
+from ..run_delta.cursor import MAX_CURSOR_CHARS
+from ..run_delta.listing import MAX_SHA256_CHARS
 from ..run_view import RUN_INCLUDES
 from ..validation import (
     CURSOR_PATTERN,
@@ -91,6 +93,27 @@ def schemas() -> dict[str, Any]:
                 "submitted_at": nullable_number,
                 "start_time": nullable_number,
                 "end_time": nullable_number,
+                "workflow_yaml_sha256": {
+                    "type": ["string", "null"],
+                    "description": "SHA-256 of the workflow file (YAML runs)",
+                },
+            },
+        },
+        "RunDeltaPage": {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [ref("schemas", "RunSummary"), ref("schemas", "RunSnapshot")]
+                    },
+                    "description": "newest updated_at first",
+                },
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "pass as cursor for the next page; null: no more runs",
+                },
             },
         },
         "RunCounts": {
@@ -289,9 +312,32 @@ def paths() -> dict[str, Any]:
                     ),
                     query_parameter(
                         "cursor",
-                        {"type": "string", "pattern": json_pattern(CURSOR_PATTERN)},
-                        "continue after a previous page: the value of its Next-Cursor header "
-                        "(the same filters apply)",
+                        {
+                            "anyOf": [
+                                {"type": "string", "pattern": json_pattern(CURSOR_PATTERN)},
+                                {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z0-9_-]*$",
+                                    "maxLength": MAX_CURSOR_CHARS,
+                                },
+                            ]
+                        },
+                        "continue after a previous page (the same filters apply): the "
+                        "Next-Cursor header of a plain listing (digits), or the next_cursor of "
+                        "a delta page (a token; any other token is a 422). A token, or an "
+                        "empty value, makes the answer a delta page",
+                    ),
+                    query_parameter(
+                        "updated_after",
+                        {"type": "number"},
+                        "only runs whose updated_at is strictly greater (epoch seconds); "
+                        "makes the answer a delta page",
+                    ),
+                    query_parameter(
+                        "workflow_yaml_sha256",
+                        {"type": "string", "maxLength": MAX_SHA256_CHARS},
+                        "only runs of the workflow file with this SHA-256 (any case); makes "
+                        "the answer a delta page",
                     ),
                     query_parameter(
                         "include",
@@ -303,15 +349,22 @@ def paths() -> dict[str, Any]:
                     "200": {
                         **json_response(
                             {
-                                "type": "array",
-                                "items": {
-                                    "anyOf": [
-                                        ref("schemas", "RunSummary"),
-                                        ref("schemas", "RunSnapshot"),
-                                    ]
-                                },
+                                "anyOf": [
+                                    {
+                                        "type": "array",
+                                        "items": {
+                                            "anyOf": [
+                                                ref("schemas", "RunSummary"),
+                                                ref("schemas", "RunSnapshot"),
+                                            ]
+                                        },
+                                    },
+                                    ref("schemas", "RunDeltaPage"),
+                                ]
                             },
-                            "summaries (snapshots with include=full); [] when there are none",
+                            "summaries (snapshots with include=full), [] when there are none; "
+                            "a delta page {items, next_cursor} with updated_after, "
+                            "workflow_yaml_sha256 or a delta cursor",
                         ),
                         "headers": {
                             "Next-Cursor": {

@@ -130,10 +130,9 @@ class WheelHistoryResource:
             )
         try:
             resp.media = await _registry(self.services).history(
-                # a blank ``action=`` is not one of the actions (422), as the OpenAPI enum says
                 int(raw_limit),
                 req.get_param("wheel_name") or None,
-                req.get_param("action"),
+                req.get_param("action"),  # an empty ``action=`` names no action: 422
             )
         except ValueError as exc:
             raise invalid(

@@ -19,6 +19,7 @@ from ..cancel import cancel_run
 from ..children.listing import list_children, parent_filter
 from ..error_responses import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
+from ..run_delta.listing import delta_page, delta_query, is_delta
 from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
 from ..services import GatewayServices
 from ..submit import Submitted, submit_run
@@ -48,7 +49,9 @@ class RunsResource:
     """``POST /runs`` (submit a run by flow name) and ``GET /runs`` (list, newest first).
 
     A listing answers at most ``limit`` runs; when the page is full, the ``Next-Cursor``
-    header holds the ``cursor`` that continues after it.
+    header holds the ``cursor`` that continues after it. With ``updated_after``,
+    ``workflow_yaml_sha256`` or a delta ``cursor`` the answer is a delta page
+    ``{"items", "next_cursor"}`` instead (:mod:`..run_delta.listing`).
     """
 
     def __init__(self, services: GatewayServices) -> None:
@@ -63,9 +66,18 @@ class RunsResource:
         _respond_submitted(resp, submitted)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        parent_run_id = parent_filter(req)
+        if is_delta(req):
+            if parent_run_id is not None:
+                raise invalid(
+                    "invalid run listing: parent_run_id lists one run's children and cannot be "
+                    "combined with a delta listing (updated_after, workflow_yaml_sha256, cursor)",
+                    [{"field": "parent_run_id", "message": "not with a delta listing"}],
+                )
+            await self._delta(req, resp)
+            return
         query = list_query(req)
         caller = caller_of(req)
-        parent_run_id = parent_filter(req)
         if parent_run_id is not None:
             resp.media = await list_children(self.services, caller, parent_run_id, query)
             return
@@ -85,6 +97,28 @@ class RunsResource:
         if query.full:
             summaries = await self._full(caller, [s["run_id"] for s in summaries])
         resp.media = summaries
+
+    async def _delta(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """The delta listing: ``{"items", "next_cursor"}`` (see :mod:`..run_delta.listing`)."""
+        query = list_query(req, seq_cursor=False)
+        delta = delta_query(req)
+        caller = caller_of(req)
+        index = await self.services.fresh_index()
+        page = await self.services.index_feed.call(
+            delta_page,
+            index,
+            caller.tenant_id,
+            delta,
+            limit=query.limit,
+            status=query.status,
+            flow=query.flow,
+            tag=query.tag,
+            q=query.q,
+        )
+        items = page.items
+        if query.full:
+            items = await self._full(caller, [s["run_id"] for s in items])
+        resp.media = {"items": items, "next_cursor": page.next_cursor}
 
     async def _full(self, caller: Caller, run_ids: list[str]) -> list[dict[str, Any]]:
         store = await self.services.run_store()

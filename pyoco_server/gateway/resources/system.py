@@ -12,9 +12,7 @@ from ..error_responses import NATS_UNAVAILABLE, ApiError
 from ..metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from ..openapi import openapi_document
 from ..services import GatewayServices
-from ..validation import flag, worker_states
 from ..watch import WatcherRegistry
-from ..workers import WORKER_STATES, list_workers
 
 
 class HealthResource:
@@ -50,27 +48,6 @@ class ReadyResource:
                 runs_index=index_ok,
             )
         resp.media = {"status": "ready", "nats": True, "runs_index": True}
-
-
-class WorkersResource:
-    """``GET /workers[?state=...&include_stopped=false]``: workers with their state.
-
-    A worker that stopped heartbeating is DISCONNECTED and, like a STOPPED one, stays listed
-    for ``PYOCO_WORKERS_RETENTION_SEC``.
-    """
-
-    def __init__(self, services: GatewayServices) -> None:
-        self.services = services
-
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        states = worker_states(req, WORKER_STATES)
-        include_stopped = flag(req, "include_stopped", default=True)
-        resp.media = await list_workers(
-            self.services.nats.js,
-            self.services.settings,
-            states=states,
-            include_stopped=include_stopped,
-        )
 
 
 class PluginsResource:

@@ -3,21 +3,22 @@
 import { apiConfig, loadConfig } from "./api.js";
 import { currentKey, forgetKey, keyId, onKeyChange } from "./auth.js";
 import { fill } from "./dom.js";
+import { chooseLanguage, setLanguage, t, translate } from "./i18n.js";
 import { mountPlugins } from "./plugins.js";
 import { mountQueues } from "./queues.js";
-import { TEXT as REGISTRY_TEXT, mountRegistry } from "./registry.js";
+import { mountRegistry } from "./registry.js";
 import { mountRun } from "./run-detail.js";
 import { mountRuns } from "./runs.js";
 import { mountWorkers } from "./workers.js";
 
 // Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins, #/registry.
 const ROUTES = [
-  { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "Run", mount: mountRun },
-  { pattern: /^\/runs$/, nav: "runs", title: "Runs", mount: mountRuns },
-  { pattern: /^\/workers$/, nav: "workers", title: "Workers", mount: mountWorkers },
-  { pattern: /^\/queues$/, nav: "queues", title: "Queues & DLQ", mount: mountQueues },
-  { pattern: /^\/plugins$/, nav: "plugins", title: "Plugins", mount: mountPlugins },
-  { pattern: /^\/registry$/, nav: "registry", title: REGISTRY_TEXT.title, mount: mountRegistry },
+  { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "run.title", mount: mountRun },
+  { pattern: /^\/runs$/, nav: "runs", title: "nav.runs", mount: mountRuns },
+  { pattern: /^\/workers$/, nav: "workers", title: "nav.workers", mount: mountWorkers },
+  { pattern: /^\/queues$/, nav: "queues", title: "nav.queues", mount: mountQueues },
+  { pattern: /^\/plugins$/, nav: "plugins", title: "nav.plugins", mount: mountPlugins },
+  { pattern: /^\/registry$/, nav: "registry", title: "nav.registry", mount: mountRegistry },
 ];
 
 let current = null;
@@ -49,7 +50,7 @@ function route(focus) {
       link.removeAttribute("aria-current");
     }
   }
-  document.title = `${match.r.title} · pyoco-server`;
+  document.title = `${t(match.r.title)} · pyoco-server`;
   const arg = match.m[1] ? decodeURIComponent(match.m[1]) : undefined;
   match.r.mount(main, { params, arg, signal: current.signal });
   if (focus) {
@@ -62,22 +63,25 @@ function showSession() {
   const state = document.getElementById("session-state");
   const forget = document.getElementById("forget-key");
   if (apiConfig().auth_mode !== "api_key") {
-    fill(state, "Authentication off");
+    fill(state, t("session.authOff"));
     forget.hidden = true;
     return;
   }
   const key = currentKey();
   if (key) {
     const id = keyId(key);
-    fill(state, id ? `Key ${id}` : "Key set");
+    fill(state, id ? t("session.key", { id }) : t("session.keySet"));
   } else {
-    fill(state, "No API key");
+    fill(state, t("session.noKey"));
   }
   forget.hidden = !key;
 }
 
 async function start() {
   await loadConfig();
+  // PYOCO_DASHBOARD_LANG: ja or en, or auto (the browser's preferred languages).
+  setLanguage(chooseLanguage(apiConfig().dashboard_lang, navigator.languages));
+  translate(document.body);
   document.getElementById("auth-header-name").textContent = apiConfig().api_key_header;
   document.getElementById("forget-key").addEventListener("click", () => {
     forgetKey();

@@ -2,6 +2,8 @@
 // only (sessionStorage; never the persistent local storage), sent in the header the
 // gateway names.
 
+import { t } from "./i18n.js";
+
 const STORAGE_KEY = "pyoco.apiKey";
 
 let pending = null;
@@ -64,12 +66,11 @@ export function askForKey(status, detail) {
   const message = document.getElementById("auth-message");
   const title = document.getElementById("auth-title");
   if (status === 403) {
-    title.textContent = "API key refused";
-    message.textContent =
-      "The gateway refused this key (unknown, revoked or mistyped). Enter another key.";
+    title.textContent = t("auth.titleRefused");
+    message.textContent = t("auth.refused");
   } else {
-    title.textContent = "API key required";
-    message.textContent = "This gateway needs an API key" + (detail ? `: ${detail}.` : ".");
+    title.textContent = t("auth.titleRequired");
+    message.textContent = detail ? t("auth.requiredDetail", { detail }) : t("auth.required");
   }
   input.value = "";
   pending = new Promise((resolve) => {

@@ -1,28 +1,13 @@
 // Charts above the runs list: runs finished per minute by status and queue depth per tag, for
 // the last hour or the last day (GET /runs/activity). The plots are SVG built node by node
 // with DOM APIs — no markup strings (the page's Trusted Types policy refuses them) — and every
-// value from the server becomes text (textContent) or a number in a coordinate.
+// value from the server becomes text (textContent) or a number in a coordinate. Texts are the
+// charts.* keys of the message catalogs (i18n.js).
 
 import { getJson } from "./api.js";
 import { fill, h, setText } from "./dom.js";
+import { t } from "./i18n.js";
 import { describe, every } from "./view.js";
-
-// Every user-visible string of the charts, in one place (ready for the translation catalog).
-export const CHART_TEXT = {
-  heading: "Activity",
-  windowLabel: "Time window",
-  hour: "Last hour",
-  day: "Last day",
-  finished: "Runs finished per minute, by status",
-  depth: "Queue depth per tag",
-  noFinished: "No runs finished in this window.",
-  noDepth: "No queue samples in this window yet.",
-  total: (n) => `${n} in total`,
-  latest: (n) => `now ${n}`,
-  ago: (window) => (window === "day" ? "24 h ago" : "60 min ago"),
-  now: "now",
-  loading: "Loading…",
-};
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 600;
@@ -73,8 +58,8 @@ function plot(title, window, series, emptyText) {
   chart.append(svg("line", { x1: PAD.left, y1: y(peak), x2: WIDTH - PAD.right, y2: y(peak), class: "grid" }));
   chart.append(svg("text", { x: PAD.left - 4, y: y(peak) + 4, class: "tick", "text-anchor": "end" }, String(peak)));
   chart.append(svg("text", { x: PAD.left - 4, y: y(0) + 4, class: "tick", "text-anchor": "end" }, "0"));
-  chart.append(svg("text", { x: PAD.left, y: HEIGHT - 4, class: "tick" }, CHART_TEXT.ago(window)));
-  chart.append(svg("text", { x: WIDTH - PAD.right, y: HEIGHT - 4, class: "tick", "text-anchor": "end" }, CHART_TEXT.now));
+  chart.append(svg("text", { x: PAD.left, y: HEIGHT - 4, class: "tick" }, t(window === "day" ? "charts.agoDay" : "charts.agoHour")));
+  chart.append(svg("text", { x: WIDTH - PAD.right, y: HEIGHT - 4, class: "tick", "text-anchor": "end" }, t("charts.now")));
   const legend = h("ul", { class: "chart-legend" });
   for (const entry of entries) {
     // Break the line where a minute has no value (no sample), so gaps are not invented.
@@ -98,7 +83,7 @@ function plot(title, window, series, emptyText) {
     });
     flush();
     const known = entry.values.filter((v) => v !== null);
-    const summary = entry.summary === "total" ? CHART_TEXT.total(known.reduce((a, b) => a + b, 0)) : CHART_TEXT.latest(known[known.length - 1] ?? 0);
+    const summary = entry.summary === "total" ? t("charts.total", { n: known.reduce((a, b) => a + b, 0) }) : t("charts.latest", { n: known[known.length - 1] ?? 0 });
     legend.append(
       h("li", { "data-series": entry.name }, h("span", { class: `swatch ${entry.className}`, "aria-hidden": "true" }), h("span", {}, entry.name), h("span", { class: "muted" }, ` · ${summary}`)),
     );
@@ -126,19 +111,19 @@ function render(container, data) {
   }));
   fill(
     container,
-    plot(CHART_TEXT.finished, window, finishedSeries, CHART_TEXT.noFinished),
-    plot(CHART_TEXT.depth, window, depthSeries, CHART_TEXT.noDepth),
+    plot(t("charts.finished"), window, finishedSeries, t("charts.noFinished")),
+    plot(t("charts.depth"), window, depthSeries, t("charts.noDepth")),
   );
 }
 
 /** Mount the charts into container (a data-role="charts" element of the runs view). */
 export function mountCharts(container, { signal }) {
-  const heading = h("h2", { class: "charts-heading" }, CHART_TEXT.heading);
+  const heading = h("h2", { class: "charts-heading" }, t("charts.heading"));
   const buttons = ["hour", "day"].map((window) =>
-    h("button", { type: "button", "data-window": window, "aria-pressed": String(window === chosenWindow) }, CHART_TEXT[window]),
+    h("button", { type: "button", "data-window": window, "aria-pressed": String(window === chosenWindow) }, t(`charts.${window}`)),
   );
-  const picker = h("div", { class: "chart-window", role: "group", "aria-label": CHART_TEXT.windowLabel }, buttons);
-  const status = h("p", { class: "view-status", "aria-live": "polite" }, CHART_TEXT.loading);
+  const picker = h("div", { class: "chart-window", role: "group", "aria-label": t("charts.windowLabel") }, buttons);
+  const status = h("p", { class: "view-status", "aria-live": "polite" }, t("charts.loading"));
   const plots = h("div", { class: "chart-grid" });
   fill(container, heading, picker, status, plots);
 

@@ -1,6 +1,8 @@
 // DOM helpers. Server values only ever become text nodes or attribute values: nothing here
 // parses HTML (and the page's Trusted Types policy would refuse it anyway).
 
+import { translate } from "./i18n.js";
+
 /**
  * Create an element: h("a", {href: "#/x", class: "c"}, "text", child).
  * Attribute values are set with setAttribute; children are nodes or text.
@@ -46,9 +48,9 @@ export function role(root, name) {
   return root.querySelector(`[data-role="${name}"]`);
 }
 
-/** A fresh copy of the <template id=id> content. */
+/** A fresh copy of the <template id=id> content, in the page's language. */
 export function fromTemplate(id) {
-  return document.getElementById(id).content.firstElementChild.cloneNode(true);
+  return translate(document.getElementById(id).content.firstElementChild.cloneNode(true));
 }
 
 /**

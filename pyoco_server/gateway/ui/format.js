@@ -1,6 +1,7 @@
 // Formatting of times, durations, statuses and JSON values for display (always as text).
 
 import { h } from "./dom.js";
+import { language, statusWord, t } from "./i18n.js";
 
 export const RUN_STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED", "WAITING", "PENDING_APPROVAL"];
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
@@ -32,18 +33,18 @@ export function duration(seconds) {
   }
   const s = Math.max(0, seconds);
   if (s < 1) {
-    return `${Math.round(s * 1000)} ms`;
+    return t("duration.ms", { n: Math.round(s * 1000) });
   }
   if (s < 60) {
-    return `${s < 10 && !Number.isInteger(s) ? s.toFixed(1) : Math.round(s)} s`;
+    return t("duration.s", { n: s < 10 && !Number.isInteger(s) ? s.toFixed(1) : Math.round(s) });
   }
   if (s < 3600) {
-    return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+    return t("duration.min", { min: Math.floor(s / 60), s: Math.floor(s % 60) });
   }
   if (s < 86400) {
-    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+    return t("duration.h", { h: Math.floor(s / 3600), min: Math.floor((s % 3600) / 60) });
   }
-  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  return t("duration.d", { d: Math.floor(s / 86400), h: Math.floor((s % 86400) / 3600) });
 }
 
 /** "5 s ago" for an epoch time; "—" when unknown. */
@@ -54,9 +55,9 @@ export function ago(value) {
   }
   const seconds = Math.max(0, now() - at);
   if (seconds < 1) {
-    return "just now";
+    return t("time.justNow");
   }
-  return `${duration(Math.floor(seconds))} ago`;
+  return t("time.ago", { time: duration(Math.floor(seconds)) });
 }
 
 /** A <time> element: relative text, absolute local time as tooltip. */
@@ -66,8 +67,8 @@ export function timeElement(value, relative = true) {
     return "—";
   }
   const date = new Date(at * 1000);
-  const text = relative ? ago(at) : date.toLocaleString();
-  return h("time", { datetime: date.toISOString(), title: date.toLocaleString() }, text);
+  const local = date.toLocaleString(language());
+  return h("time", { datetime: date.toISOString(), title: local }, relative ? ago(at) : local);
 }
 
 /** Seconds between two epoch values; running ones are measured up to now. */
@@ -80,11 +81,14 @@ export function elapsed(start, end) {
   return (to === null ? now() : to) - from;
 }
 
-/** A status badge: the status as text, coloured by class (never by colour alone). */
+/**
+ * A status badge: the status as a word of the page's language, coloured by class (never by
+ * colour alone); data-value keeps the status itself.
+ */
 export function badge(status, kind = "status") {
-  const text = status ? String(status) : "UNKNOWN";
-  const known = /^[A-Z]+$/.test(text) ? text.toLowerCase() : "unknown";
-  return h("span", { class: `badge ${kind}-${known}` }, text);
+  const value = status ? String(status) : "UNKNOWN";
+  const known = /^[A-Z_]+$/.test(value) ? value.toLowerCase() : "unknown";
+  return h("span", { class: `badge ${kind}-${known}`, "data-value": value }, statusWord(value));
 }
 
 /** Any JSON value as readable text (strings as they are). */

@@ -2,6 +2,7 @@
 
 import { getJson } from "./api.js";
 import { cell, fromTemplate, h, role, syncRows } from "./dom.js";
+import { t } from "./i18n.js";
 import { appendSyncedPlugins } from "./registry.js";
 import { showError } from "./view.js";
 
@@ -26,7 +27,7 @@ export async function mountPlugins(main, { signal }) {
     const plugins = await getJson("/plugins", {}, signal);
     const list = Array.isArray(plugins) ? plugins : [];
     syncRows(role(view, "plugins").tBodies[0], list, (plugin) => plugin.name, renderRow);
-    role(view, "status").textContent = list.length ? "" : "No plugins loaded.";
+    role(view, "status").textContent = list.length ? "" : t("plugins.none");
     view.dataset.loaded = "true";
   } catch (error) {
     if (!signal.aborted && error.name !== "AbortError") {

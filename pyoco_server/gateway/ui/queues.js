@@ -3,6 +3,7 @@
 import { EndpointMissing, getJson, getText, parseMetrics, request } from "./api.js";
 import { cell, fill, fromTemplate, h, role, setText, syncRows } from "./dom.js";
 import { asText, clip, duration, runLink, timeElement } from "./format.js";
+import { statusWord, t } from "./i18n.js";
 import { REFRESH_MS, clearError, confirmAction, describe, every, notify, showError } from "./view.js";
 
 const DLQ_FILTERS = ["tag", "reason", "run_id"];
@@ -36,7 +37,7 @@ function renderQueueRow(row, queue) {
   setText(row.cells[1], figure(queue.depth));
   setText(row.cells[2], figure(queue.pending));
   setText(row.cells[3], figure(queue.inFlight));
-  setText(row.cells[4], queue.oldest === undefined ? "—" : queue.oldest > 0 ? duration(queue.oldest) : "none");
+  setText(row.cells[4], queue.oldest === undefined ? "—" : queue.oldest > 0 ? duration(queue.oldest) : t("common.none"));
 }
 
 function single(samples, name) {
@@ -68,34 +69,36 @@ export function mountQueues(main, { signal }) {
 
   const act = async (entry, action) => {
     const seq = encodeURIComponent(entry.seq);
-    const what = `dead letter #${entry.seq} (run ${entry.run_id || "unknown"})`;
+    const what = t("dlq.what", { seq: entry.seq, run: entry.run_id || t("common.unknown") });
     const choices = {
-      redrive: ["Redrive this job?", `Queue ${what} again as a new attempt of its run.`, "Redrive", "POST", `/dlq/${seq}/redrive`, {}],
-      "redrive-new": ["Redrive as a new run?", `Queue ${what} again as a fresh run.`, "Redrive as new run", "POST", `/dlq/${seq}/redrive`, { new_run: "true" }],
-      delete: ["Delete this dead letter?", `Remove ${what} from the dead-letter queue for good.`, "Delete", "DELETE", `/dlq/${seq}`, {}],
+      redrive: ["dlq.redriveTitle", "dlq.redriveMessage", "dlq.redrive", "POST", `/dlq/${seq}/redrive`, {}],
+      "redrive-new": ["dlq.redriveNewTitle", "dlq.redriveNewMessage", "dlq.redriveNew", "POST", `/dlq/${seq}/redrive`, { new_run: "true" }],
+      delete: ["dlq.deleteTitle", "dlq.deleteMessage", "dlq.delete", "DELETE", `/dlq/${seq}`, {}],
     };
-    const [title, message, label, method, path, query] = choices[action];
+    const [titleKey, messageKey, labelKey, method, path, query] = choices[action];
+    const [title, message, label] = [t(titleKey), t(messageKey, { what }), t(labelKey)];
     if (!(await confirmAction(title, message, label))) {
       return;
     }
     try {
       const answer = await request(method, path, { query, signal });
       if (action === "delete") {
-        notify(`Dead letter #${entry.seq} deleted.`);
+        notify(t("dlq.deleted", { seq: entry.seq }));
       } else {
         const runId = answer.data && answer.data.run_id;
-        notify(h("span", {}, `Redriven: run `, runLink(runId), ` is ${(answer.data && answer.data.status) || "queued"}.`));
+        const status = answer.data && answer.data.status ? statusWord(answer.data.status) : t("dlq.queued");
+        notify(h("span", {}, t("dlq.redrivenBefore"), runLink(runId), t("dlq.redrivenAfter", { status })));
       }
       await refreshDlq();
     } catch (error) {
-      notify(`${label} failed: ${describe(error)}`, "problem");
+      notify(t("action.failed", { label, reason: describe(error) }), "problem");
     }
   };
 
   const renderDlqRow = (row, entry) => {
     setText(row.cells[0], String(entry.seq ?? "—"));
     cell(row, 1, entry.timestamp, () => timeElement(entry.timestamp));
-    cell(row, 2, entry.reason, () => h("span", { class: "badge reason" }, entry.reason || "unknown"));
+    cell(row, 2, entry.reason, () => h("span", { class: "badge reason" }, entry.reason || t("common.unknown")));
     cell(row, 3, entry.run_id, () => runLink(entry.run_id));
     cell(row, 4, `${entry.flow_name}/${entry.tag}`, () => [
       h("span", { class: "wrap" }, entry.flow_name ?? "—"),
@@ -114,9 +117,9 @@ export function mountQueues(main, { signal }) {
       return h(
         "div",
         { class: "row-actions" },
-        button("redrive", "Redrive", "primary"),
-        button("redrive-new", "As new run", ""),
-        button("delete", "Delete", "danger"),
+        button("redrive", t("dlq.redrive"), "primary"),
+        button("redrive-new", t("dlq.asNewRun"), ""),
+        button("delete", t("dlq.delete"), "danger"),
       );
     });
   };
@@ -130,14 +133,14 @@ export function mountQueues(main, { signal }) {
       const list = Array.isArray(entries) ? entries : [];
       syncRows(dlqBody, list, (entry) => String(entry.seq), renderDlqRow);
       dlqStatus.classList.remove("problem");
-      setText(dlqStatus, list.length ? `${list.length} newest dead letters · updated live` : "No dead letters.");
+      setText(dlqStatus, list.length ? t("dlq.count", { n: list.length }) : t("dlq.none"));
     } catch (error) {
       if (error instanceof EndpointMissing) {
         dlqAvailable = false;
         view.dataset.dlq = "unavailable";
         role(view, "dlq-wrap").hidden = true;
         form.hidden = true;
-        fill(dlqStatus, "The dead-letter API is not available on this gateway.");
+        fill(dlqStatus, t("dlq.unavailable"));
         return;
       }
       throw error;
@@ -151,7 +154,7 @@ export function mountQueues(main, { signal }) {
     const alive = single(samples, "pyoco_workers_alive_total");
     setText(
       role(view, "totals"),
-      `Dead letters stored: ${figure(dead)} · workers alive: ${figure(alive)}`,
+      t("queues.totals", { dead: figure(dead), alive: figure(alive) }),
     );
   };
 

@@ -1,43 +1,12 @@
 // The plugin registry in the dashboard: the registry view (wheels and history), each
 // worker's synced plugins in the workers view, and a per-worker table in the plugins view.
+// Texts are the registry.* keys of the message catalogs (i18n.js).
 
 import { getJson } from "./api.js";
 import { cell, fill, h, syncRows } from "./dom.js";
 import { ago, badge } from "./format.js";
+import { t } from "./i18n.js";
 import { REFRESH_MS, clearError, every, showError } from "./view.js";
-
-/** Every user-visible string of this module (one place for translations). */
-export const TEXT = {
-  title: "Plugin registry",
-  intro: "Wheels published for workers running with --plugin-sync. Workers install only wheels signed by a key they trust.",
-  wheels: "Published wheels",
-  history: "History",
-  empty: "No wheel has been published.",
-  noHistory: "No event yet.",
-  noSync: "No worker syncs plugins.",
-  synced: "Synced plugins per worker",
-  syncedIntro: "What each worker with --plugin-sync runs; a failed release never replaces a working one.",
-  yes: "yes",
-  no: "no",
-  latest: "latest",
-  pinned: "pinned",
-  unsigned: "unsigned",
-  running: (version) => `running ${version}`,
-  columns: {
-    distribution: "Distribution",
-    version: "Version",
-    tags: "Tags",
-    signature: "Signed by",
-    state: "State",
-    published: "Published",
-    when: "When",
-    action: "Action",
-    wheel: "Wheel",
-    actor: "By",
-    worker: "Worker",
-    plugins: "Plugins",
-  },
-};
 
 function table(caption, columns) {
   return h(
@@ -51,11 +20,11 @@ function table(caption, columns) {
 
 function renderWheel(row, wheel) {
   cell(row, 0, wheel.distribution, () => h("span", { class: "wrap" }, wheel.distribution));
-  const marks = [wheel.latest && TEXT.latest, wheel.pinned && TEXT.pinned].filter(Boolean);
+  const marks = [wheel.latest && t("registry.latest"), wheel.pinned && t("registry.pinned")].filter(Boolean);
   cell(row, 1, `${wheel.version}${marks}`, () => [wheel.version, marks.length ? ` (${marks.join(", ")})` : ""]);
   const tags = Array.isArray(wheel.tags) && wheel.tags.length ? wheel.tags.join(", ") : "—";
   cell(row, 2, tags, () => tags);
-  cell(row, 3, String(wheel.key_id), () => h("span", { class: "mono" }, wheel.signed ? wheel.key_id : TEXT.unsigned));
+  cell(row, 3, String(wheel.key_id), () => h("span", { class: "mono" }, wheel.signed ? wheel.key_id : t("registry.unsigned")));
   cell(row, 4, String(wheel.published_at), () => ago(wheel.published_at));
 }
 
@@ -72,21 +41,21 @@ function renderEvent(row, event) {
 /** Mount the registry view into main. */
 export function mountRegistry(main, { signal }) {
   const status = h("p", { class: "view-status", "data-role": "status", "aria-live": "polite" });
-  const wheels = table(TEXT.wheels, [
-    TEXT.columns.distribution, TEXT.columns.version, TEXT.columns.tags, TEXT.columns.signature, TEXT.columns.published,
+  const wheels = table(t("registry.wheels"), [
+    t("registry.col.distribution"), t("registry.col.version"), t("registry.col.tags"), t("registry.col.signature"), t("registry.col.published"),
   ]);
-  const history = table(TEXT.history, [TEXT.columns.when, TEXT.columns.action, TEXT.columns.wheel, TEXT.columns.actor]);
+  const history = table(t("registry.history"), [t("registry.col.when"), t("registry.col.action"), t("registry.col.wheel"), t("registry.col.actor")]);
   wheels.dataset.role = "wheels";
   history.dataset.role = "wheel-history";
   const historyStatus = h("p", { class: "view-status" });
   const view = h(
     "section",
     { class: "view", "aria-labelledby": "view-title" },
-    h("h1", { id: "view-title", tabindex: "-1" }, TEXT.title),
-    h("p", { class: "intro" }, TEXT.intro),
+    h("h1", { id: "view-title", tabindex: "-1" }, t("registry.title")),
+    h("p", { class: "intro" }, t("registry.intro")),
     status,
     h("div", { class: "table-wrap" }, wheels),
-    h("h2", {}, TEXT.history),
+    h("h2", {}, t("registry.history")),
     historyStatus,
     h("div", { class: "table-wrap" }, history),
   );
@@ -96,11 +65,11 @@ export function mountRegistry(main, { signal }) {
     async () => {
       const list = await getJson("/wheels", {}, signal);
       syncRows(wheels.tBodies[0], list, (w) => w.name, renderWheel);
-      fill(status, list.length ? "" : TEXT.empty);
+      fill(status, list.length ? "" : t("registry.empty"));
       try {
         const events = await getJson("/wheels/history", { limit: 50 }, signal);
         syncRows(history.tBodies[0], events, (e) => e.event_id, renderEvent);
-        fill(historyStatus, events.length ? "" : TEXT.noHistory);
+        fill(historyStatus, events.length ? "" : t("registry.noHistory"));
       } catch (error) {
         fill(historyStatus, error.message || String(error)); // e.g. 403 for a submitter key
       }
@@ -132,7 +101,7 @@ export function syncedPlugins(worker) {
         { title: p.detail || "" },
         `${p.distribution} ${p.version || ""} `,
         stateOf(p),
-        p.active_version && p.active_version !== p.version ? ` (${TEXT.running(p.active_version)})` : "",
+        p.active_version && p.active_version !== p.version ? ` (${t("registry.running", { version: p.active_version })})` : "",
       ),
     ),
   );
@@ -141,9 +110,9 @@ export function syncedPlugins(worker) {
 /** Append the "synced plugins per worker" table to the plugins view. */
 export function appendSyncedPlugins(view, signal) {
   const status = h("p", { class: "view-status" });
-  const synced = table(TEXT.synced, [TEXT.columns.worker, TEXT.columns.plugins]);
+  const synced = table(t("registry.synced"), [t("registry.col.worker"), t("registry.col.plugins")]);
   synced.dataset.role = "synced-plugins";
-  view.append(h("h2", {}, TEXT.synced), h("p", { class: "intro" }, TEXT.syncedIntro), status, h("div", { class: "table-wrap" }, synced));
+  view.append(h("h2", {}, t("registry.synced")), h("p", { class: "intro" }, t("registry.syncedIntro")), status, h("div", { class: "table-wrap" }, synced));
   every(
     REFRESH_MS,
     async () => {
@@ -152,7 +121,7 @@ export function appendSyncedPlugins(view, signal) {
         cell(row, 0, w.worker_id, () => h("span", { class: "mono wrap" }, w.worker_id));
         cell(row, 1, JSON.stringify(w.plugins), () => syncedPlugins(w));
       });
-      fill(status, workers.length ? "" : TEXT.noSync);
+      fill(status, workers.length ? "" : t("registry.noSync"));
     },
     signal,
     (error) => fill(status, error.message || String(error)),

@@ -16,31 +16,32 @@ import {
   timeElement,
 } from "./format.js";
 import { RunTree } from "./run-tree.js";
+import { statusWord, t } from "./i18n.js";
 import { REFRESH_MS, clearError, confirmAction, describe, notify, showError } from "./view.js";
 
 const OUTPUT_CHARS = 2000;
 
-function fact(term, ...value) {
-  return [h("dt", {}, term), h("dd", {}, ...value)];
+function fact(key, ...value) {
+  return [h("dt", {}, t(key)), h("dd", {}, ...value)];
 }
 
 function renderFacts(list, run) {
   const tags = Array.isArray(run.tags) ? run.tags.join(", ") : "";
   let worker = run.worker_id || "—";
   if (run.worker_id && run.worker_alive !== undefined) {
-    worker = [run.worker_id, h("span", { class: "muted" }, run.worker_alive ? " (alive)" : " (not heartbeating)")];
+    worker = [run.worker_id, h("span", { class: "muted" }, t(run.worker_alive ? "run.alive" : "run.notHeartbeating"))];
   }
   fill(
     list,
-    ...fact("Flow", h("span", { class: "wrap" }, run.flow_name ?? "—")),
-    ...fact("Tag", run.tag ?? "—", tags && tags !== run.tag ? h("span", { class: "muted" }, ` (tags: ${tags})`) : null),
-    ...fact("Worker", worker),
-    ...fact("Submitted", timeElement(run.submitted_at, false)),
-    ...fact("Started", timeElement(run.start_time, false)),
-    ...fact("Ended", timeElement(run.end_time, false)),
-    ...fact("Duration", duration(elapsed(run.start_time, run.end_time))),
-    ...fact("Last heartbeat", timeElement(run.heartbeat_at)),
-    ...(run.attempt && run.attempt > 1 ? fact("Attempt", String(run.attempt)) : []),
+    ...fact("fact.flow", h("span", { class: "wrap" }, run.flow_name ?? "—")),
+    ...fact("fact.tag", run.tag ?? "—", tags && tags !== run.tag ? h("span", { class: "muted" }, t("run.tagsNote", { tags })) : null),
+    ...fact("fact.worker", worker),
+    ...fact("fact.submitted", timeElement(run.submitted_at, false)),
+    ...fact("fact.started", timeElement(run.start_time, false)),
+    ...fact("fact.ended", timeElement(run.end_time, false)),
+    ...fact("fact.duration", duration(elapsed(run.start_time, run.end_time))),
+    ...fact("fact.heartbeat", timeElement(run.heartbeat_at)),
+    ...(run.attempt && run.attempt > 1 ? fact("fact.attempt", String(run.attempt)) : []),
   );
 }
 
@@ -70,7 +71,7 @@ function renderTimeline(list, run, tasks) {
   const ends = tasks.filter((t) => epoch(t.record.started_at) !== null).map(endOf);
   const finish = Math.max(...ends, epoch(run.end_time) ?? -Infinity);
   if (!started.length || !Number.isFinite(origin)) {
-    fill(list, h("li", { class: "muted" }, "No task has started yet."));
+    fill(list, h("li", { class: "muted" }, t("timeline.none")));
     return;
   }
   const span = Math.max(finish - origin, 0.001);
@@ -78,13 +79,13 @@ function renderTimeline(list, run, tasks) {
     const start = epoch(task.record.started_at);
     const label = h("span", { class: "tl-name wrap" }, task.name);
     if (start === null) {
-      return h("li", { class: "tl-row", "data-task": task.name }, label, h("span", { class: "tl-track" }), h("span", { class: "tl-time muted" }, "not started"));
+      return h("li", { class: "tl-row", "data-task": task.name }, label, h("span", { class: "tl-track" }), h("span", { class: "tl-time muted" }, t("timeline.notStarted")));
     }
     const end = endOf(task);
     const bar = h("span", { class: `tl-bar state-${String(task.state || "unknown").toLowerCase()}`, "aria-hidden": "true" });
     bar.style.left = `${((start - origin) / span) * 100}%`;
     bar.style.width = `${Math.max(((end - start) / span) * 100, 0.5)}%`;
-    const text = `${duration(start - origin)} → ${duration(end - origin)} (${duration(end - start)}, ${task.state || "?"})`;
+    const text = `${duration(start - origin)} → ${duration(end - origin)} (${duration(end - start)}, ${statusWord(task.state || "UNKNOWN")})`;
     return h(
       "li",
       { class: "tl-row", "data-task": task.name },
@@ -158,7 +159,7 @@ export function mountRun(main, { arg: runId, signal }) {
   const fetchRun = async () => render(await getJson(`/runs/${encodeURIComponent(runId)}`, { include: "records" }, signal));
 
   const poll = async () => {
-    setLive("poll", `Live: refreshing every ${REFRESH_MS / 1000} s.`);
+    setLive("poll", t("live.poll", { s: REFRESH_MS / 1000 }));
     while (!signal.aborted && !isTerminal(latest && latest.status)) {
       await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
       if (signal.aborted) {
@@ -178,7 +179,7 @@ export function mountRun(main, { arg: runId, signal }) {
   const watch = async () => {
     let lastEventId = null;
     for (let attempt = 0; !signal.aborted && !isTerminal(latest && latest.status); attempt += 1) {
-      setLive("watch", "Live: following changes as they happen.");
+      setLive("watch", t("live.watch"));
       try {
         await streamEvents(`/runs/${encodeURIComponent(runId)}/watch`, {
           query: { include: "records" },
@@ -218,7 +219,7 @@ export function mountRun(main, { arg: runId, signal }) {
       }
     }
     if (!signal.aborted) {
-      setLive("done", `Final: this run is ${latest.status}.`);
+      setLive("done", t("live.final", { status: statusWord(latest.status) }));
     }
   };
 
@@ -231,9 +232,9 @@ export function mountRun(main, { arg: runId, signal }) {
 
   cancel.addEventListener("click", async () => {
     const sure = await confirmAction(
-      "Cancel this run?",
-      `Run ${runId} (${latest ? latest.flow_name : ""}) will be cancelled: a pending run at once, a running one when its worker notices.`,
-      "Cancel run",
+      t("cancel.title"),
+      t("cancel.message", { id: runId, flow: latest ? latest.flow_name : "" }),
+      t("run.cancel"),
     );
     if (!sure) {
       cancel.focus();
@@ -245,12 +246,12 @@ export function mountRun(main, { arg: runId, signal }) {
       if (answer.data && answer.data.status) {
         render({ ...latest, ...answer.data, task_records: answer.data.task_records ?? latest.task_records });
       }
-      notify(`Cancel requested: the run is now ${answer.data && answer.data.status}.`);
+      notify(t("cancel.requested", { status: statusWord(answer.data && answer.data.status) }));
     } catch (error) {
       notify(
         error instanceof EndpointMissing
-          ? "Cancel is not available on this gateway yet."
-          : `Cancel failed: ${describe(error)}`,
+          ? t("cancel.missing")
+          : t("cancel.failed", { reason: describe(error) }),
         "problem",
       );
     } finally {

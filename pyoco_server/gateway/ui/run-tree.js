@@ -4,18 +4,7 @@
 import { getJson } from "./api.js";
 import { fill, h } from "./dom.js";
 import { badge, runLink } from "./format.js";
-
-/** Every text this module shows (one place, for translation). */
-export const TREE_TEXT = {
-  heading: "Run tree",
-  parent: "Parent",
-  root: "Root",
-  depth: "Depth",
-  children: "Children",
-  ended: (done, total) => `${done} of ${total} ended`,
-  none: "This run has not spawned any runs.",
-  waiting: "Waiting for its children (no worker slot held).",
-};
+import { t } from "./i18n.js";
 
 function fact(term, value) {
   return [h("dt", {}, term), h("dd", {}, value)];
@@ -46,14 +35,14 @@ export class RunTree {
     const facts = h(
       "dl",
       { class: "facts" },
-      ...(isChild ? fact(TREE_TEXT.parent, runLink(run.parent_run_id)) : []),
-      ...(isChild ? fact(TREE_TEXT.root, runLink(run.root_run_id)) : []),
-      ...fact(TREE_TEXT.depth, String(run.spawn_depth ?? 0)),
-      ...fact(TREE_TEXT.children, spawned.length ? TREE_TEXT.ended(done, spawned.length) : "—"),
+      ...(isChild ? fact(t("tree.parent"), runLink(run.parent_run_id)) : []),
+      ...(isChild ? fact(t("tree.root"), runLink(run.root_run_id)) : []),
+      ...fact(t("tree.depth"), String(run.spawn_depth ?? 0)),
+      ...fact(t("tree.children"), spawned.length ? t("tree.ended", { done, total: spawned.length }) : "—"),
     );
-    const parts = [h("h2", {}, TREE_TEXT.heading), facts];
+    const parts = [h("h2", {}, t("tree.heading")), facts];
     if (run.status === "WAITING") {
-      parts.push(h("p", { class: "hint" }, TREE_TEXT.waiting));
+      parts.push(h("p", { class: "hint" }, t("tree.waiting")));
     }
     if (spawned.length) {
       const children = await getJson("/runs", { parent_run_id: run.run_id, limit: 200 }, this.signal);
@@ -67,7 +56,7 @@ export class RunTree {
         ),
       );
     } else {
-      parts.push(h("p", { class: "muted" }, TREE_TEXT.none));
+      parts.push(h("p", { class: "muted" }, t("tree.none")));
     }
     fill(this.section, ...parts);
   }

@@ -4,6 +4,7 @@ import { request } from "./api.js";
 import { mountCharts } from "./charts.js";
 import { cell, fill, fromTemplate, h, role, setText, syncRows } from "./dom.js";
 import { RUN_STATUSES, badge, duration, elapsed, epoch, ago, runLink } from "./format.js";
+import { statusWord, t } from "./i18n.js";
 import { REFRESH_MS, clearError, every, showError } from "./view.js";
 
 const FILTERS = ["status", "flow", "tag", "q"];
@@ -52,7 +53,7 @@ function renderCounts(list, counts, active) {
       h(
         "button",
         { type: "button", class: "count", "data-status": "", "aria-pressed": String(!active) },
-        h("span", { class: "badge status-all" }, "ALL"),
+        h("span", { class: "badge status-all", "data-value": "ALL" }, statusWord("ALL")),
         h("span", { class: "count-n", "data-role": "count-ALL" }, String(counts ? counts.total : "…")),
       ),
     ),
@@ -167,14 +168,14 @@ export function mountRuns(main, { params, signal }) {
     syncRows(tbody, runs, (run) => run.run_id, renderRow);
     clearError(view);
     const pageNumber = cursors.length;
-    setText(pageLabel, `Page ${pageNumber}`);
+    setText(pageLabel, t("pager.page", { n: pageNumber }));
     newer.disabled = pageNumber === 1;
     older.disabled = !nextCursor;
     if (!runs.length) {
       const filtered = FILTERS.some((name) => filters[name]);
-      setText(status, pageNumber > 1 ? "No older runs." : filtered ? "No runs match these filters." : "No runs yet.");
+      setText(status, t(pageNumber > 1 ? "runs.noneOlder" : filtered ? "runs.noneMatch" : "runs.none"));
     } else {
-      setText(status, `${runs.length} run${runs.length === 1 ? "" : "s"} on this page · updated live`);
+      setText(status, t("runs.onPage", { n: runs.length }));
     }
     view.dataset.loaded = "true";
   };

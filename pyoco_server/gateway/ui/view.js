@@ -2,6 +2,7 @@
 
 import { ApiError, EndpointMissing, SignInCancelled } from "./api.js";
 import { fill, fromTemplate, h, role } from "./dom.js";
+import { has, t } from "./i18n.js";
 
 /** Milliseconds between refreshes of live views. */
 export const REFRESH_MS = 2000;
@@ -40,16 +41,18 @@ export function every(intervalMs, fn, signal, onError) {
 /** A short sentence for an error, for a view's status line. */
 export function describe(error) {
   if (error instanceof EndpointMissing) {
-    return "Not available: this gateway does not offer this endpoint yet.";
+    return t("error.missing");
   }
   if (error instanceof ApiError) {
     if (error.status === 0) {
-      return "The gateway does not answer; retrying…";
+      return t("error.noAnswer");
     }
     if (error.status === 503) {
-      return `Temporarily unavailable (${error.message}); retrying…`;
+      return t("error.unavailable", { detail: error.message });
     }
-    return `${error.message}${error.errId ? ` (${error.errId})` : ""}`;
+    const key = `error.${error.errId}`;
+    const text = error.errId && has(key) ? t(key, { detail: error.message }) : error.message;
+    return `${text}${error.errId ? ` (${error.errId})` : ""}`;
   }
   return String(error && error.message ? error.message : error);
 }
@@ -68,7 +71,7 @@ export function showError(root, error, statusRole = "status") {
   const line = role(root, statusRole);
   if (line) {
     line.classList.add("problem");
-    fill(line, h("strong", {}, "Problem: "), describe(error));
+    fill(line, h("strong", {}, t("error.problem")), describe(error));
   }
 }
 
