@@ -219,6 +219,16 @@ class Settings:
     worker_grace_period_sec: float = _setting(
         "PYOCO_WORKER_GRACE_PERIOD_SEC", _number_parser(float, 0), 30.0
     )
+    schedules_kv_bucket: str = _setting("PYOCO_SCHEDULES_KV_BUCKET", _NAME, "pyoco_schedules")
+    schedule_workflows_kv_bucket: str = _setting(
+        "PYOCO_SCHEDULE_WORKFLOWS_KV_BUCKET", _NAME, "pyoco_schedule_workflows"
+    )
+    schedules_enabled: bool = _setting("PYOCO_SCHEDULES_ENABLED", _parse_bool, True)
+    schedules_max_per_tenant: int = _setting("PYOCO_SCHEDULES_MAX_PER_TENANT", _POSITIVE_INT, 1000)
+    schedule_min_interval_sec: float = _setting("PYOCO_SCHEDULE_MIN_INTERVAL_SEC", _POSITIVE, 1.0)
+    schedule_misfire_grace_sec: float = _setting(
+        "PYOCO_SCHEDULE_MISFIRE_GRACE_SEC", _POSITIVE, 10.0
+    )
     plugins: tuple[str, ...] | None = _setting("PYOCO_PLUGINS", _optional_list_parser, None)
     disable_plugins: tuple[str, ...] = _setting("PYOCO_DISABLE_PLUGINS", _list_parser, ())
     trace_plugins: bool = _setting("PYOCO_TRACE_PLUGINS", _parse_bool, False)

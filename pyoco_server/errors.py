@@ -39,6 +39,9 @@ ERROR_MESSAGES: dict[int, str] = {
     43: "plugin wheel not found",
     44: "plugin wheel refused by the worker: signature or checksum",
     45: "plugin wheel could not be installed on the worker",
+    46: "schedule not found",
+    47: "schedule limit reached",
+    48: "schedule slot not fired: creating API key revoked or workflow YAML refused",
     50: "a `pyoco_run_finished` plugin raised or ran longer than 60 s (the run is unaffected)",
 }
 

@@ -136,6 +136,38 @@ def pyoco_failure_disposition(failure: Failure, settings: Settings) -> Dispositi
 
 
 # --------------------------------------------------------------------------------------------
+# Gateway: schedules
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def pyoco_next_fire_time(spec: dict[str, Any], after: float) -> float | None:
+    """Compute the first nominal fire time of a schedule strictly after ``after``.
+
+    Called by the gateway when a schedule is created (to validate its trigger), whenever its
+    dispatcher needs the next due time, for catch-up after downtime, for backfills and for the
+    ``next_fire_times`` of ``GET /schedules/{id}``. Must be a pure function of its arguments:
+    every gateway computes the same times and derives the same run ids from them.
+
+    :param spec: the schedule's trigger as stored: ``kind`` (``once``, ``interval``, ``cron``
+        or a kind a plugin adds), the kind's fields (``run_at``; ``interval_seconds`` and
+        ``start_at``; ``cron`` and ``timezone``; or whatever the plugin's kind takes from the
+        ``trigger`` object of ``POST /schedules``) and ``end_at`` (epoch seconds or ``None``).
+        Times are UTC epoch seconds. Read-only.
+    :param after: UTC epoch seconds; the answer must be strictly later.
+    :return: the fire time in UTC epoch seconds (rounded to milliseconds), ``math.inf`` when
+        the schedule never fires again (a past ``run_at``, after ``end_at``), or ``None`` when
+        this plugin does not handle ``spec["kind"]`` (the next plugin is asked). Raise
+        ``ValueError`` with a sentence for people when the spec is invalid (the gateway answers
+        422 at creation).
+
+    **firstresult**: stops at the first non-``None`` result. The built-in ``schedule_times``
+    plugin handles ``once``, ``interval`` and ``cron`` (cron with the Debian-cron DST rules of
+    the ``cronsim`` library).
+    """
+
+
+# --------------------------------------------------------------------------------------------
 # Gateway: finished runs
 # --------------------------------------------------------------------------------------------
 

@@ -23,7 +23,14 @@ OWN_DISTRIBUTION = "pyoco-server"
 #: Built-in plugins, in registration order (pluggy calls the last registered first); each is
 #: ``pyoco_server.builtin.<name>``. The only list of them: pyproject.toml declares no entry
 #: points for them (its entry points could not keep this order).
-BUILTIN_PLUGINS: tuple[str, ...] = ("yaml_policy", "sha256", "dlq", "yaml_flow", "flow_resolver")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "yaml_policy",
+    "sha256",
+    "dlq",
+    "yaml_flow",
+    "flow_resolver",
+    "schedule_times",
+)
 
 SOURCE_BUILTIN = "built-in"
 SOURCE_ENTRY_POINT = "entry point"

@@ -86,10 +86,10 @@ def test_a_quiet_tag_is_not_starved_by_a_busy_one(make_system, concurrency: int)
         if run["start_time"] is not None
         and quiet_run["submitted_at"] < run["start_time"] < quiet_run["start_time"]
     ]
-    # K = 2 tags: at most one busy job is taken before the quiet one; a second one may show a
-    # later claim time because it was taken just before the quiet job was published and
-    # claimed (start_time written) just after.
-    assert len(started_between) <= 2, (quiet_run, started_between)
+    # K = 2 tags: at most K - 1 = 1 busy job is taken after the quiet one is ready. start_time
+    # is written after the take, so each slot may also show one busy job taken just before the
+    # quiet job was published whose claim (start_time) lands just after it.
+    assert len(started_between) <= 1 + concurrency, (quiet_run, started_between)
     # ...and the quiet run did not wait for the busy backlog to drain.
     assert (
         any(run["status"] in ("PENDING", "RUNNING") for run in others)

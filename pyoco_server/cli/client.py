@@ -8,15 +8,12 @@ drawn only when stderr is a terminal.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
-
-import yaml
 
 from .. import __version__
 from ..client import (
@@ -31,7 +28,10 @@ from ..model import COMPLETED, is_terminal
 from .client_listings import add_list_vnext_command, add_workers_command
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .output import UsageError, print_json, print_table
+from .params import collect_params
+from .params import parse_param as parse_param  # re-exported: scripts import it from here
 from .plugins_registry import add_plugin_registry_commands
+from .schedules import add_schedule_commands
 
 EPILOG = """exit codes:
   0    success (with --wait: the run COMPLETED)
@@ -61,47 +61,6 @@ def _finite_number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     return value
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``k=v`` → ``(k, v)`` with ``v`` JSON-decoded when it parses (``n=3`` gives 3)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise UsageError(f"--param {text!r}: expected KEY=VALUE")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
-
-
-def collect_params(args: argparse.Namespace) -> dict[str, Any]:
-    """Merge ``--params-file``, ``--params`` and ``--param`` (later ones win)."""
-    params: dict[str, Any] = {}
-    if args.params_file:
-        path = Path(args.params_file)
-        try:
-            loaded = (
-                yaml.safe_load(path.read_text())
-                if path.suffix in (".yaml", ".yml")
-                else (json.loads(path.read_text()))
-            )
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            raise UsageError(f"--params-file {path}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"--params-file {path}: must hold an object")
-        params.update(loaded)
-    if args.params:
-        try:
-            loaded = json.loads(args.params)
-        except ValueError as exc:
-            raise UsageError(f"--params: not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError("--params: must be a JSON object")
-        params.update(loaded)
-    for item in args.param:
-        key, value = parse_param(item)
-        params[key] = value
-    return params
 
 
 class Progress:
@@ -499,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_list_vnext_command(commands)
     add_workers_command(commands)
     add_dlq_commands(commands)
+    add_schedule_commands(commands)
     add_plugin_registry_commands(commands)
 
     metrics = commands.add_parser("metrics", help="the gateway's Prometheus metrics")

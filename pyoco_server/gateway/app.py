@@ -41,28 +41,37 @@ from .resources.system import (
 )
 from .retention.sweeper import RetentionSweeper
 from .run_finished.consumer import RunFinishedFeed
+from .schedules.resources import install_schedule_routes
+from .schedules.service import SchedulesService
 from .services import GatewayServices
 from .watch import WatcherRegistry
 from .worker_visibility.resources import WorkerResource, WorkersResource
 
 
 class Lifespan:
-    """Falcon middleware: start the gateway's services, reconciler and background loops at
-    start-up, stop them at shutdown."""
+    """Falcon middleware: start the gateway's services, reconciler, background loops and
+    schedules at start-up, stop them at shutdown."""
 
     def __init__(
-        self, services: GatewayServices, reconciler: Reconciler, loops: BackgroundLoops
+        self,
+        services: GatewayServices,
+        reconciler: Reconciler,
+        loops: BackgroundLoops,
+        schedules: SchedulesService,
     ) -> None:
         self.services = services
         self.reconciler = reconciler
         self.loops = loops
+        self.schedules = schedules
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self.services.start()
         await self.reconciler.start()
         await self.loops.start()
+        await self.schedules.start()
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self.schedules.stop()
         await self.loops.stop()
         await self.reconciler.stop()
         await self.services.stop()
@@ -113,9 +122,9 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     run_finished = RunFinishedFeed(services)
     queue_sampler = QueueDepthSampler(services)
     loops = BackgroundLoops(retention.run, run_finished.run, queue_sampler.run)
-    app = GatewayApp(
-        services, reconciler, watchers, middleware=[Lifespan(services, reconciler, loops)]
-    )
+    schedules = SchedulesService(services)
+    lifespan = Lifespan(services, reconciler, loops, schedules)
+    app = GatewayApp(services, reconciler, watchers, middleware=[lifespan])
     app.retention, app.run_finished, app.queue_sampler = retention, run_finished, queue_sampler
     install_auth(app, settings, services.nats)
     for component in middleware or []:
@@ -142,8 +151,11 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/dlq/{seq}", DlqEntryResource(services))
     app.add_route("/dlq/{seq}/redrive", DlqRedriveResource(services))
     app.add_route("/plugins", PluginsResource(pm))
-    app.add_route("/metrics", MetricsResource(services, watchers))
+    metrics = MetricsResource(services, watchers)
+    schedules.register_metrics(metrics.metrics.registry)
+    app.add_route("/metrics", metrics)
     app.add_route("/openapi.json", OpenApiResource())
+    install_schedule_routes(app, services, schedules)
     install_plugin_registry(app, services)
     install_dashboard(app, settings)
     return app

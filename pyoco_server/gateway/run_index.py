@@ -10,7 +10,8 @@ remembers the last sequence it applied, so a restart only reads what was written
 (:func:`~pyoco_server.stream_reader.read_stream` from ``applied_seq + 1``):
 
 * ``GET /runs`` is one indexed query, ``ORDER BY seq DESC LIMIT n`` on an index that starts
-  with the filter's column (status, flow, tag, tenant, and tenant plus each of them), so a
+  with the filter's column (status, flow, tag, tenant, and tenant plus each of them;
+  ``schedule_id`` by the schedule's own index, other filters checked on its runs), so a
   page costs O(limit) whatever the number of runs stored — filtered or not, first page or a
   later one (``cursor`` is a sequence: ``seq < cursor``);
 * a request first costs one ``stream_info`` round trip (to learn the stream's last sequence,
@@ -81,13 +82,17 @@ SUMMARY_FIELDS = (
     "start_time",
     "end_time",
     "workflow_yaml_sha256",
+    # Schedules (issue 17): which schedule created the run, for ``GET /runs?schedule_id=``.
+    "schedule_id",
 )
 #: Longest ``error`` text kept in a summary; the full text is in ``GET /runs/{id}``.
 SUMMARY_ERROR_CHARS = 1024
 #: SQLite page cache per connection (KiB): bounds the index's memory whatever its size.
 CACHE_KIB = 8192
 #: Bump when the schema changes: an index file with another version is rebuilt from NATS.
-SCHEMA_VERSION = 2
+#: 3: the ``schedule`` column and its index (a file of an earlier version has summaries
+#: without ``schedule_id``, so it is rebuilt rather than altered).
+SCHEMA_VERSION = 3
 #: Stream sequences read per step while catching up (bounds the records held in memory).
 SYNC_WINDOW = 8192
 
@@ -99,6 +104,7 @@ CREATE TABLE IF NOT EXISTS runs (
     tenant TEXT,
     status TEXT,
     flow TEXT,
+    schedule TEXT,
     updated_at REAL,
     terminal INTEGER NOT NULL,
     summary TEXT NOT NULL,
@@ -140,6 +146,8 @@ INDEXES = {
     "runs_tenant": "runs (tenant, seq)",
     "runs_tenant_status": "runs (tenant, status, seq)",
     "runs_tenant_flow": "runs (tenant, flow, seq)",
+    # Partial: only scheduled runs pay for it. One schedule's runs have one tenant.
+    "runs_schedule": "runs (schedule, seq) WHERE schedule IS NOT NULL",
     "runs_updated": "runs (updated_at)",
     "runs_expiry": "runs (terminal, updated_at)",
     # delta listings walk (updated_key, run_id) newest first (see :meth:`RunIndex.select_delta`)
@@ -384,14 +392,15 @@ class RunIndex:
         updated_key = updated_at_of(summary)
         day = day_number(self.day_of(updated_key))
         self._db.execute(
-            "INSERT INTO runs (seq, run_id, tenant, status, flow, updated_at, terminal, summary,"
-            " sha, updated_key, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (seq, run_id, tenant, status, flow, schedule, updated_at, terminal,"
+            " summary, sha, updated_key, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq,
                 run_id,
                 tenant,
                 status,
                 flow,
+                _text(summary["schedule_id"]),
                 _number(summary["updated_at"]),
                 int(status in TERMINAL_STATUSES),
                 _dumps(summary),
@@ -518,19 +527,25 @@ class RunIndex:
         q: str | None = None,
         limit: int = 50,
         cursor: int | None = None,
+        schedule_id: str | None = None,
     ) -> RunPage:
         """Up to ``limit`` summaries, most recently updated first, and the next page's cursor.
 
         ``tenant_id=None`` (authentication off) sees every run; otherwise only that tenant's.
         ``tag`` matches a run's routing ``tag`` or any of its ``tags``; ``q`` matches run ids
-        containing it (case-insensitive). ``cursor`` (a previous page's ``next_cursor``)
+        containing it (case-insensitive); ``schedule_id`` keeps the runs of one schedule.
+        ``cursor`` (a previous page's ``next_cursor``)
         continues after that page: only runs whose latest write is older are listed.
         """
         source = "runs r"
         order = "r.seq"
         conditions: list[str] = []
         args: list[Any] = []
-        if tag is not None:
+        # A schedule's runs all belong to the schedule's tenant: with ``schedule_id``, its index
+        # (schedule, seq) drives the query and the other filters are checks on each of its runs
+        # (a unary ``+`` keeps SQLite from walking another column's index instead).
+        check = "+" if schedule_id is not None else ""
+        if tag is not None and schedule_id is None:
             # Walk the tag's own ordering (an index on (tag, seq)) and look each run up.
             source = "run_tags t JOIN runs r ON r.seq = t.seq"
             order = "t.seq"
@@ -539,12 +554,21 @@ class RunIndex:
             if tenant_id is not None:
                 conditions.append("t.tenant = ?")
                 args.append(tenant_id)
-        elif tenant_id is not None:
-            conditions.append("r.tenant = ?")
-            args.append(tenant_id)
+        else:
+            if schedule_id is not None:
+                conditions.append("r.schedule = ?")
+                args.append(schedule_id)
+            if tag is not None:
+                conditions.append(
+                    "EXISTS (SELECT 1 FROM run_tags t WHERE t.tag = ? AND t.seq = r.seq)"
+                )
+                args.append(tag)
+            if tenant_id is not None:
+                conditions.append(f"{check}r.tenant = ?")
+                args.append(tenant_id)
         for column, value in (("status", status), ("flow", flow)):
             if value is not None:
-                conditions.append(f"r.{column} = ?")
+                conditions.append(f"{check}r.{column} = ?")
                 args.append(value)
         if q:
             conditions.append("instr(lower(r.run_id), ?) > 0")
@@ -572,6 +596,7 @@ class RunIndex:
         tag: str | None = None,
         q: str | None = None,
         limit: int = 50,
+        schedule_id: str | None = None,
     ) -> list[tuple[UpdatedKey, dict[str, Any]]]:
         """Up to ``limit`` summaries ordered by ``(updated_at, run_id)``, newest first, each
         with its position: only ``updated_at > updated_after`` and positions below ``before``
@@ -585,6 +610,7 @@ class RunIndex:
             ("sha", workflow_yaml_sha256),
             ("status", status),
             ("flow", flow),
+            ("schedule", schedule_id),
         ):
             if value is not None:
                 conditions.append(f"r.{column} = ?")

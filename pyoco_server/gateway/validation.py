@@ -71,6 +71,7 @@ class ListQuery:
     limit: int = LIST_LIMIT_DEFAULT
     cursor: int | None = None
     full: bool = False
+    schedule_id: str | None = None
 
 
 class _Errors:
@@ -207,8 +208,18 @@ def list_query(req: falcon.asgi.Request, *, seq_cursor: bool = True) -> ListQuer
         else:
             errors.add("cursor", "must be the Next-Cursor value of a previous page")
     full = "full" in includes(req, LIST_INCLUDES, errors)
+    schedule_id = _single(req, "schedule_id", errors)
     errors.raise_if_any("query")
-    return ListQuery(status=status, flow=flow, tag=tag, q=q, limit=limit, cursor=cursor, full=full)
+    return ListQuery(
+        status=status,
+        flow=flow,
+        tag=tag,
+        q=q,
+        limit=limit,
+        cursor=cursor,
+        full=full,
+        schedule_id=schedule_id,
+    )
 
 
 def includes(

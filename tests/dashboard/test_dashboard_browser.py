@@ -222,7 +222,7 @@ def test_workers_view_shows_every_state(page: Page, gateway: DashboardGateway, o
 
 def test_plugins_view_lists_the_gateway_plugins(page: Page):
     page.open("/plugins")
-    names = ["dlq", "flow_resolver", "sha256", "yaml_flow", "yaml_policy"]
+    names = ["dlq", "flow_resolver", "schedule_times", "sha256", "yaml_flow", "yaml_policy"]
     page.wait(lambda: sorted(page.row_keys("plugins")) == names, "the built-in plugins")
     assert "pyoco_check_workflow_yaml" in page.cell_text("plugins", "yaml_policy", 4)
     assert page.cell_text("plugins", "sha256", 2) == "built-in"

@@ -244,3 +244,94 @@ def test_index_stores_snapshots_holding_lone_surrogates():
     assert index.status_counts("a\ufffd")["FAILED"] == 1
     index.apply([StreamRecord(2, f"$KV.{BUCKET}.s", b"", "DEL")])
     assert index.select(None) == [] and len(index) == 0
+
+
+def test_index_lists_one_schedules_runs_by_its_own_index():
+    index = RunIndex(BUCKET)
+    index.apply(
+        [
+            put(1, "s-a-1", tenant_id="acme", schedule_id="a"),
+            put(2, "manual", tenant_id="acme"),
+            put(3, "s-a-2", tenant_id="acme", schedule_id="a", status="FAILED", tags=["t", "x"]),
+            put(4, "s-b-1", tenant_id="globex", schedule_id="b"),
+            put(5, "s-a-3", tenant_id="acme", schedule_id="a", flow_name="g"),
+        ]
+    )
+    assert [s["run_id"] for s in index.select("acme", schedule_id="a")] == [
+        "s-a-3",
+        "s-a-2",
+        "s-a-1",
+    ]
+    assert index.select("acme", schedule_id="a")[0]["schedule_id"] == "a"
+    assert index.select("acme", schedule_id="b") == []  # another tenant's schedule
+    assert [s["run_id"] for s in index.select(None, schedule_id="b")] == ["s-b-1"]
+    assert [s["run_id"] for s in index.select("acme", schedule_id="a", status="FAILED")] == [
+        "s-a-2"
+    ]
+    assert [s["run_id"] for s in index.select("acme", schedule_id="a", flow="g")] == ["s-a-3"]
+    assert [s["run_id"] for s in index.select("acme", schedule_id="a", tag="x")] == ["s-a-2"]
+    assert [s["run_id"] for s in index.select(None, schedule_id="a", q="A-1")] == ["s-a-1"]
+    first = index.select_page("acme", schedule_id="a", limit=2)
+    assert [s["run_id"] for s in first.runs] == ["s-a-3", "s-a-2"]
+    rest = index.select_page("acme", schedule_id="a", limit=2, cursor=first.next_cursor)
+    assert [s["run_id"] for s in rest.runs] == ["s-a-1"] and rest.next_cursor is None
+    index.apply([put(6, "s-a-1", tenant_id="acme", schedule_id="a", status="RUNNING")])
+    assert index.select("acme", schedule_id="a")[0]["run_id"] == "s-a-1"
+    delta = index.select_delta("acme", schedule_id="a")  # GET /runs?updated_after=&schedule_id=
+    assert sorted(s["run_id"] for _, s in delta) == ["s-a-1", "s-a-2", "s-a-3"]
+    assert index.select_delta("acme", schedule_id="b") == []
+
+    # The page is one walk of the schedule's own index (O(limit)), whatever else is asked:
+    # other filters are checked on its runs, never used to walk a larger ordering instead.
+    plans: list[str] = []
+    database = index._db
+    index._db = _Explaining(database, plans)
+    index.select("acme", schedule_id="a", status="FAILED", flow="f", tag="t", cursor=9)
+    index.select(None, schedule_id="a")
+    index._db = database
+    assert len(plans) == 2 and all(
+        p.startswith("SEARCH r USING INDEX runs_schedule (schedule=?") for p in plans
+    )
+
+
+class _Explaining:
+    """Runs a listing's query plan beside the query itself."""
+
+    def __init__(self, database, plans: list[str]) -> None:
+        self.database, self.plans = database, plans
+
+    def execute(self, sql, args=()):
+        if sql.startswith("SELECT") and sql.rstrip().endswith("LIMIT ?"):
+            rows = self.database.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+            self.plans.append(" / ".join(row[-1] for row in rows))
+        return self.database.execute(sql, args)
+
+
+def test_an_index_file_of_the_previous_schema_is_rebuilt(tmp_path):
+    """A file of an earlier schema (before schedules: no ``schedule`` column, summaries without
+    ``schedule_id``) is emptied on open, so the gateway replays the stream into the new
+    schema instead of listing runs without their schedule."""
+    import sqlite3
+
+    path = tmp_path / "runs-index.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE runs (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, tenant TEXT,"
+        " status TEXT, flow TEXT, updated_at REAL, terminal INTEGER NOT NULL,"
+        " summary TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1'), ('applied_seq', '7'), ('stream_created', 'x');"
+        "INSERT INTO runs VALUES (7, 's-a-1', NULL, 'PENDING', 'f', 1.0, 0,"
+        ' \'{"run_id": "s-a-1", "status": "PENDING"}\');'
+    )
+    old.commit()
+    old.close()
+    index = RunIndex(BUCKET, path)
+    assert index.applied_seq == 0 and len(index) == 0 and not index.stream_created
+    index.apply([put(7, "s-a-1", schedule_id="a")])
+    assert [s["run_id"] for s in index.select(None, schedule_id="a")] == ["s-a-1"]
+    index.close()
+    reopened = RunIndex(BUCKET, path)
+    assert reopened.applied_seq == 7
+    assert reopened.select(None, schedule_id="a")[0]["schedule_id"] == "a"
+    reopened.close()

@@ -1,8 +1,9 @@
 """``GET /runs?parent_run_id=``: the children of one run, in spawn order.
 
 Answered from the parent's ``child_run_ids`` and the children's snapshots, not from the run
-index (a parent lists at most ``PYOCO_SPAWN_MAX_CHILDREN`` ids). ``status``, ``flow``, ``tag``
-and ``limit`` filter as for any listing; a parent the caller cannot see has no children.
+index (a parent lists at most ``PYOCO_SPAWN_MAX_CHILDREN`` ids). ``status``, ``flow``, ``tag``,
+``schedule_id`` and ``limit`` filter as for any listing; a parent the caller cannot see has no
+children.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ async def list_children(
         if query.flow and snapshot.get("flow_name") != query.flow:
             continue
         if query.tag and query.tag not in (snapshot.get("tags") or [snapshot.get("tag")]):
+            continue
+        if query.schedule_id and snapshot.get("schedule_id") != query.schedule_id:
             continue
         found.append(tree_summary(snapshot))
     return found[: query.limit]

@@ -18,12 +18,21 @@ from . import (
     dead_letter_api,
     plugin_registry_api,
     run_api,
+    schedule_api,
     shared,
     system_api,
 )
 
 #: The areas of the document, in the order their paths appear.
-AREAS = (system_api, run_api, children_api, dead_letter_api, plugin_registry_api, dashboard_api)
+AREAS = (
+    system_api,
+    run_api,
+    children_api,
+    schedule_api,
+    dead_letter_api,
+    plugin_registry_api,
+    dashboard_api,
+)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -93,6 +93,10 @@ def schemas() -> dict[str, Any]:
                 "submitted_at": nullable_number,
                 "start_time": nullable_number,
                 "end_time": nullable_number,
+                "schedule_id": {
+                    "type": ["string", "null"],
+                    "description": "the schedule that created the run",
+                },
                 "workflow_yaml_sha256": {
                     "type": ["string", "null"],
                     "description": "SHA-256 of the workflow file (YAML runs)",
@@ -309,6 +313,11 @@ def paths() -> dict[str, Any]:
                         "q",
                         {"type": "string", "maxLength": MAX_RUN_ID_SEARCH_CHARS},
                         "only runs whose id contains this text (case-insensitive)",
+                    ),
+                    query_parameter(
+                        "schedule_id",
+                        {"type": "string"},
+                        "only the runs this schedule created",
                     ),
                     query_parameter(
                         "cursor",

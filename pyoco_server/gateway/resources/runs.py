@@ -90,6 +90,7 @@ class RunsResource:
             q=query.q,
             limit=query.limit,
             cursor=query.cursor,
+            schedule_id=query.schedule_id,
         )
         if page.next_cursor is not None:
             resp.set_header(NEXT_CURSOR_HEADER, str(page.next_cursor))
@@ -114,6 +115,7 @@ class RunsResource:
             flow=query.flow,
             tag=query.tag,
             q=query.q,
+            schedule_id=query.schedule_id,
         )
         items = page.items
         if query.full:

@@ -9,12 +9,15 @@ import { mountQueues } from "./queues.js";
 import { mountRegistry } from "./registry.js";
 import { mountRun } from "./run-detail.js";
 import { mountRuns } from "./runs.js";
+import { mountSchedules } from "./schedules.js";
 import { mountWorkers } from "./workers.js";
 
-// Routes: #/runs?filters, #/runs/<run id>, #/workers, #/queues, #/plugins, #/registry.
+// Routes: #/runs?filters, #/runs/<run id>, #/schedules, #/workers, #/queues, #/plugins,
+// #/registry.
 const ROUTES = [
   { pattern: /^\/runs\/([^/?]+)$/, nav: "runs", title: "run.title", mount: mountRun },
   { pattern: /^\/runs$/, nav: "runs", title: "nav.runs", mount: mountRuns },
+  { pattern: /^\/schedules$/, nav: "schedules", title: "nav.schedules", mount: mountSchedules },
   { pattern: /^\/workers$/, nav: "workers", title: "nav.workers", mount: mountWorkers },
   { pattern: /^\/queues$/, nav: "queues", title: "nav.queues", mount: mountQueues },
   { pattern: /^\/plugins$/, nav: "plugins", title: "nav.plugins", mount: mountPlugins },

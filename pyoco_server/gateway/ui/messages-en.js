@@ -216,6 +216,7 @@ export const EN = {
   "plugins.caption": "Loaded plugins",
   "plugins.none": "No plugins loaded.",
 
+  "nav.schedules": "Schedules",
   "nav.registry": "Registry",
   "col.syncedPlugins": "Synced plugins",
 

@@ -215,6 +215,7 @@ export const JA = {
   "plugins.caption": "読み込まれたプラグイン",
   "plugins.none": "読み込まれたプラグインはありません。",
 
+  "nav.schedules": "スケジュール",
   "nav.registry": "レジストリ",
   "col.syncedPlugins": "同期済みプラグイン",
 

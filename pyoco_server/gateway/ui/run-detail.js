@@ -17,6 +17,7 @@ import {
 } from "./format.js";
 import { RunTree } from "./run-tree.js";
 import { statusWord, t } from "./i18n.js";
+import { scheduleFacts } from "./schedules.js";
 import { REFRESH_MS, clearError, confirmAction, describe, notify, showError } from "./view.js";
 
 const OUTPUT_CHARS = 2000;
@@ -42,6 +43,7 @@ function renderFacts(list, run) {
     ...fact("fact.duration", duration(elapsed(run.start_time, run.end_time))),
     ...fact("fact.heartbeat", timeElement(run.heartbeat_at)),
     ...(run.attempt && run.attempt > 1 ? fact("fact.attempt", String(run.attempt)) : []),
+    ...scheduleFacts(run),
   );
 }
 
