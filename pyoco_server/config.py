@@ -205,6 +205,11 @@ class Settings:
     plugin_sync: bool = _setting("PYOCO_PLUGIN_SYNC", _parse_bool, False)
     plugin_sync_dir: str = _setting("PYOCO_PLUGIN_SYNC_DIR", _text_parser, ".pyoco/plugins")
     jetstream_replicas: int = _setting("PYOCO_JETSTREAM_REPLICAS", _number_parser(int, 1), 1)
+    spawn_kv_bucket: str = _setting("PYOCO_SPAWN_KV_BUCKET", _NAME, "pyoco_spawn")
+    spawn_max_depth: int = _setting("PYOCO_SPAWN_MAX_DEPTH", _number_parser(int, 0), 5)
+    spawn_max_children: int = _setting("PYOCO_SPAWN_MAX_CHILDREN", _POSITIVE_INT, 1000)
+    spawn_max_parallel: int = _setting("PYOCO_SPAWN_MAX_PARALLEL", _POSITIVE_INT, 100)
+    spawn_requires_approval: bool = _setting("PYOCO_SPAWN_REQUIRES_APPROVAL", _parse_bool, True)
     cancel_grace_period_sec: float = _setting("PYOCO_CANCEL_GRACE_PERIOD_SEC", _POSITIVE, 30.0)
     watch_heartbeat_interval_sec: float = _setting(
         "PYOCO_WATCH_HEARTBEAT_INTERVAL_SEC", _POSITIVE, 5.0

@@ -32,6 +32,7 @@ ERROR_MESSAGES: dict[int, str] = {
     30: "run lost: its worker stopped heartbeating or its job exhausted MaxDeliver",
     31: "worker id already in use by a live worker",
     32: "worker not found",
+    36: "run is not awaiting approval",
     40: "only an operator may change the plugin registry",
     41: "plugin wheel version is not newer than the registry's latest",
     42: "plugin wheel rejected by preflight",

@@ -14,8 +14,21 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 CANCELLING = "CANCELLING"
 CANCELLED = "CANCELLED"
+#: A parent run suspended until its child runs are terminal (holds no worker slot).
+WAITING = "WAITING"
+#: A spawn bundle's run waiting for ``POST /runs/{id}/approve`` (or ``reject``).
+PENDING_APPROVAL = "PENDING_APPROVAL"
 
-RUN_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLING, CANCELLED)
+RUN_STATUSES = (
+    PENDING,
+    RUNNING,
+    COMPLETED,
+    FAILED,
+    CANCELLING,
+    CANCELLED,
+    WAITING,
+    PENDING_APPROVAL,
+)
 TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
 
 FailureKind = Literal[

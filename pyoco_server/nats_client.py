@@ -99,6 +99,7 @@ def kv_configs(settings: Settings) -> list[KeyValueConfig]:
             replicas=replicas,
         ),
         KeyValueConfig(bucket=settings.auth_kv_bucket, history=1, replicas=replicas),
+        KeyValueConfig(bucket=settings.spawn_kv_bucket, history=1, replicas=replicas),
         KeyValueConfig(bucket=settings.worker_flags_kv_bucket, history=1, replicas=replicas),
         KeyValueConfig(bucket=settings.leases_kv_bucket, history=1, replicas=replicas),
         KeyValueConfig(

@@ -46,6 +46,15 @@ CORE_FIELDS = frozenset(
         "attempts",
         "job_stream_seq",
         "num_delivered",
+        # the run tree (worker/children): written only by pyoco-server
+        "parent_run_id",
+        "root_run_id",
+        "child_run_ids",
+        "spawn_depth",
+        "children_done",
+        "waiting_on",
+        "resume",
+        "cancel_with_parent",
     }
 )
 PREVIEW_CHARS = 1024

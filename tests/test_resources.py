@@ -23,6 +23,7 @@ async def test_bootstrap_creates_everything_once(nc, settings: Settings):
         settings.worker_flags_kv_bucket,
         settings.auth_kv_bucket,
         settings.idempotency_kv_bucket,
+        settings.spawn_kv_bucket,
         settings.leases_kv_bucket,
         settings.plugin_registry_kv_bucket,
         settings.wheel_history_kv_bucket,

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import PolicyViolation
 from ..hookspecs import hookimpl
 from ..model import WorkflowContext
+from ..worker.children.yaml_spawn import SPAWN_CALLABLE
 from ..workflow import FLOW_KEYS, FORBIDDEN_KEYS, RUNTIME_KEYS, TASK_KEYS, TOP_LEVEL_KEYS
 
 CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*\Z")
@@ -216,7 +217,7 @@ def check_callables(document: dict[str, Any], allowed: tuple[str, ...]) -> None:
     for name, conf in document["tasks"].items():
         for key, pattern in (("callable", CALLABLE_PATTERN), ("use", USE_PATTERN)):
             target = conf.get(key)
-            if target is None:
+            if target is None or (key == "callable" and target == SPAWN_CALLABLE):
                 continue
             where = f"tasks.{name}.{key}"
             if not isinstance(target, str) or not pattern.match(target):

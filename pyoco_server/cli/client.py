@@ -64,7 +64,11 @@ def _finite_number(text: str) -> float:
 
 
 class Progress:
-    """Task-by-task progress of one run on stderr: a redrawn bar on a terminal, lines else."""
+    """Task-by-task progress of one run on stderr: a redrawn bar on a terminal, lines else.
+
+    A run that spawned child runs also shows how many of them have ended
+    (``children_done`` of ``child_run_ids``, both in the run's own snapshot).
+    """
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
@@ -78,24 +82,37 @@ class Progress:
         current = next((name for name, state in tasks.items() if state == "RUNNING"), "-")
         elapsed = time.monotonic() - self.started
         status = snapshot.get("status", "?")
+        children = children_text(snapshot)
         if self.tty:
             total = max(len(tasks), 1)
             filled = int(20 * done / total)
             bar = "#" * filled + "." * (20 - filled)
             line = (
-                f"\r[{bar}] {done}/{len(tasks)} tasks  {status:<10} current: {current}  "
-                f"{elapsed:6.1f}s"
+                f"\r[{bar}] {done}/{len(tasks)} tasks{children}  {status:<10} "
+                f"current: {current}  {elapsed:6.1f}s"
             )
             self.stream.write(line.ljust(len(self.last_line)))
             self.last_line = line
             if is_terminal(status):
                 self.stream.write("\n")
         else:
-            line = f"{status} {done}/{len(tasks)} tasks current={current} elapsed={elapsed:.1f}s"
+            line = (
+                f"{status} {done}/{len(tasks)} tasks{children} current={current} "
+                f"elapsed={elapsed:.1f}s"
+            )
             if line.split(" elapsed")[0] != self.last_line.split(" elapsed")[0]:
                 self.stream.write(line + "\n")
             self.last_line = line
         self.stream.flush()
+
+
+def children_text(snapshot: dict[str, Any]) -> str:
+    """`` 3/10 children`` for a run with child runs (ended / spawned), else empty."""
+    spawned = snapshot.get("child_run_ids") or []
+    if not spawned:
+        return ""
+    ended = sum(1 for child in spawned if child in (snapshot.get("children_done") or {}))
+    return f" {ended}/{len(spawned)} children"
 
 
 def follow(client: PyocoHttpClient, run_id: str, timeout: float | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from .activity.resource import RunActivityResource
 from .activity.sampler import QueueDepthSampler
 from .auth_middleware import install_auth
 from .background import BackgroundLoops
+from .children.routes import install_child_routes
 from .dashboard import install_dashboard
 from .error_responses import install_error_handling
 from .media import install_json_responses
@@ -136,6 +137,7 @@ def create_app(settings: Settings, pm: Any, middleware: list[Any] | None = None)
     app.add_route("/ready", ReadyResource(services))
     app.add_route("/runs", RunsResource(services))
     app.add_route("/runs/yaml", RunYamlResource(services))
+    install_child_routes(app, services)
     app.add_route("/runs/counts", RunCountsResource(services))
     app.add_route("/runs/activity", RunActivityResource(services, queue_sampler))
     app.add_route("/runs/{run_id}", RunResource(services))

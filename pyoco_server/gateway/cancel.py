@@ -5,7 +5,8 @@ its change function. ``RunStore.update`` calls it again with the newer snapshot 
 worker wrote in between, so the decision is always taken on the latest state and a cancel is
 never lost nor a terminal snapshot overwritten:
 
-* PENDING → CANCELLED at once (no worker is needed, so a tag without workers never leaves the
+* PENDING, PENDING_APPROVAL and WAITING (a parent suspended until its child runs end) →
+  CANCELLED at once (no worker is needed, so a tag without workers never leaves the
   run waiting; the job still queued is ACKed without executing by whichever worker takes it);
 * RUNNING → CANCELLING (the worker executing it notices at its next run heartbeat, cancels the
   flow and writes CANCELLED, or COMPLETED when every task had already succeeded);
@@ -18,7 +19,7 @@ import time
 from typing import Any
 
 from ..log import get_logger
-from ..model import CANCELLED, CANCELLING, PENDING, RUNNING
+from ..model import CANCELLED, CANCELLING, PENDING, PENDING_APPROVAL, RUNNING, WAITING
 
 log = get_logger(__name__)
 
@@ -47,8 +48,8 @@ class CancelRequest:
     def __call__(self, snapshot: dict[str, Any]) -> dict[str, Any] | None:
         now = time.time()
         self.before = snapshot.get("status")
-        self.wrote = self.before in (PENDING, RUNNING)
-        if self.before == PENDING:
+        self.wrote = self.before in (PENDING, RUNNING, WAITING, PENDING_APPROVAL)
+        if self.before in (PENDING, WAITING, PENDING_APPROVAL):
             self._stamp(snapshot, now)
             tasks = snapshot.get("tasks") or {}
             snapshot.update(

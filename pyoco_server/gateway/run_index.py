@@ -655,6 +655,12 @@ class RunIndex:
         rows = self._db.execute(f"SELECT summary FROM runs WHERE status IN ({marks})", statuses)
         return [_loads(summary) for (summary,) in rows]
 
+    def status_of(self, run_id: str) -> str | None:
+        """The indexed status of ``run_id`` (``None`` when not indexed): one lookup in the
+        unique index on ``run_id``, whatever the number of runs stored."""
+        row = self._db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row is not None else None
+
     def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Number of stored runs per status (every contract status present, zeros included);
         with ``tenant_id``, only that tenant's runs."""

@@ -12,6 +12,7 @@ from nats.js.errors import InvalidKeyError
 
 from ..model import PENDING
 from ..runs import RunNotFound, RunStore
+from .children.listing import with_tree_fields
 from .error_responses import run_not_found
 from .queues import queue_view
 from .tenancy import Caller
@@ -46,11 +47,14 @@ async def run_view(
 
     ``task_records`` only when ``wanted`` (the ``include`` values) is not empty; when the run
     has a worker, its liveness from the workers bucket: ``worker_alive``,
-    ``worker_heartbeat_at`` and ``worker_tags``; for a PENDING run, its ``queue`` (which
+    ``worker_heartbeat_at`` and ``worker_tags``; its place in a run tree (``parent_run_id``,
+    ``root_run_id``, ``child_run_ids``, ``spawn_depth``, also for a run without one); for a
+    PENDING run, its ``queue`` (which
     says when no live worker serves the run's tag).
     """
     if not wanted:
         snapshot.pop("task_records", None)
+    with_tree_fields(snapshot)
     worker_id = snapshot.get("worker_id")
     if worker_id:
         record = await get_worker(await services.workers_kv(), worker_id)

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import PolicyViolation
 from ..model import CANCELLED, COMPLETED, FAILED, ResolvedFlow, WorkflowContext
 from ..workflow import check_workflow_yaml
+from .children.execution import run_in_scope, spawn_scope
 from .protocol import Outcome
 from .trace_bridge import ProgressReporter, TraceBridge, task_states
 
@@ -90,7 +91,8 @@ class JobExecutor:
             flow, params = self.resolve(job)
         except JobRefused as refused:
             return Outcome(FAILED, refused.kind, refused.error, ended_at=time.time())
-        return self.run(job["run_id"], flow, params)
+        scope = spawn_scope(job, self.settings, self.reporter.channel.send)
+        return run_in_scope(scope, flow, lambda: self.run(job["run_id"], flow, params))
 
     def check_workflow(self, job: dict[str, Any]) -> None:
         """Run every ``pyoco_check_workflow_yaml`` hook again, on the worker."""

@@ -19,6 +19,7 @@ from ..log import get_logger
 from ..nats_client import NatsConnection
 from ..runs import RunStore
 from .child import settings_to_wire
+from .children.coordinator import ChildCoordinator
 from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
@@ -195,6 +196,9 @@ class WorkerHost:
                 heartbeats=heartbeats,
                 disposer=Disposer(self.pm, self.settings, self.nats, store, self.options.worker_id),
                 record=self.record,
+                children=ChildCoordinator(
+                    self.nats, self.settings, store.store, self.options.worker_id
+                ),
             )
             loop = asyncio.get_running_loop()
             loops = [

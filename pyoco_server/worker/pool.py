@@ -54,6 +54,7 @@ class RunExecution:
         self.task_records: dict[str, Any] = {}
         self.aborted = False
         self._listeners: list[Callable[[], None]] = []
+        self._spawn_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._cancel_sent = False
 
@@ -64,6 +65,10 @@ class RunExecution:
     def on_progress(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` whenever new task states arrive."""
         self._listeners.append(listener)
+
+    def on_spawn(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(request)`` whenever a task of the run spawns a child run."""
+        self._spawn_listeners.append(listener)
 
     def request_cancel(self) -> None:
         """Ask pyoco to cancel the run cooperatively (running tasks finish); sent once."""
@@ -90,6 +95,10 @@ class RunExecution:
         self.task_records = message.get("task_records") or {}
         for listener in self._listeners:
             listener()
+
+    def _spawned(self, message: dict[str, Any]) -> None:
+        for listener in self._spawn_listeners:
+            listener(message.get("request") or {})
 
     def _finish(self, outcome: Outcome) -> None:
         if not self._outcome.done():
@@ -191,6 +200,8 @@ class ExecutionProcess:
                 continue
             if message["type"] == "progress":
                 current._progress(message)
+            elif message["type"] == "spawn":
+                current._spawned(message)
             elif message["type"] == "done":
                 self.current = None
                 current._finish(Outcome.from_message(message))

@@ -4,7 +4,8 @@ Messages are JSON objects framed by a 4-byte big-endian length, sent over a Unix
 JSON (not pickle) keeps the host safe from whatever a flow's code does inside its process.
 
 Host → execution process: ``config`` (once, first), ``run`` (one job), ``cancel``.
-Execution process → host: ``ready`` or ``fatal`` (once, first), ``progress``, ``done``.
+Execution process → host: ``ready`` or ``fatal`` (once, first), ``progress``, ``spawn`` (a task
+started a child run), ``done``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class Outcome:
     ``kind`` is ``None`` for a run that ended normally (``status`` COMPLETED or CANCELLED) and
     a :class:`~pyoco_server.model.Failure` kind otherwise (``flow_not_found``,
     ``policy_violation``, ``execution_error``), with ``status`` FAILED and ``error`` set.
+    ``status`` WAITING means the run suspended itself to wait for child runs; ``spawn`` then
+    (and whenever a task spawned) says what the host must do (see ``worker/children``).
     """
 
     status: str
@@ -121,6 +124,7 @@ class Outcome:
     tasks: dict[str, str] = field(default_factory=dict)
     task_records: dict[str, Any] = field(default_factory=dict)
     ended_at: float | None = None
+    spawn: dict[str, Any] | None = None
 
     def as_message(self, run_id: str) -> dict[str, Any]:
         return {"type": "done", "run_id": run_id, "outcome": asdict(self)}

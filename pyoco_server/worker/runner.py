@@ -21,6 +21,7 @@ from ..jobs import InvalidJob, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, Failure
 from ..runs import RunNotFound
+from .children.coordinator import ChildCoordinator, ParentGone
 from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import ActiveRun, Heartbeats
@@ -84,8 +85,10 @@ class JobRunner:
         heartbeats: Heartbeats,
         disposer: Disposer,
         record: WorkerRecord,
+        children: ChildCoordinator,
     ) -> None:
         self.worker_id = worker_id
+        self.children = children
         self.store = store
         self.pool = pool
         self.heartbeats = heartbeats
@@ -167,6 +170,7 @@ class JobRunner:
             job_stream_seq=delivery.stream_seq,
             num_delivered=delivery.num_delivered,
             attempt=attempt if isinstance(attempt, int) else None,
+            resume=job.get("resume") if isinstance(job.get("resume"), int) else 0,
         )
         try:
             run.latest = await self.store.update(job["run_id"], claim, "started", job)
@@ -185,6 +189,15 @@ class JobRunner:
             log.info("run_already_terminal", status=claim.found_status, action="ack")
             await delivery.settle("ack")
             return False
+        if claim.decision == Claim.RESUME_DUE:
+            try:
+                await self.children.resume_due(job["run_id"], int(run.latest[0]["resume"]))
+            except Exception as exc:
+                await self._transient(job, delivery, f"resumption not queued: {exc}")
+                return False
+            log.info("run_resumption_requeued", action="ack")
+            await delivery.settle("ack")
+            return False
         if claim.decision == Claim.CANCELLED:
             log.info("run_cancelled_before_start", action="ack")
             await delivery.settle("ack")
@@ -201,19 +214,48 @@ class JobRunner:
                 return
             log.info("run_started", num_delivered=delivery.num_delivered)
             try:
-                execution = await asyncio.wait_for(self.pool.run(job), EXECUTION_PROCESS_WAIT_SEC)
+                assert run.latest is not None
+                runnable = await self.children.prepare(job, run.latest[0])
+            except ParentGone as gone:
+                await self.children.end_orphan(run.run_id, str(gone), run.latest)
+                await delivery.settle("ack")
+                return
+            except Exception as exc:
+                await self._transient(job, delivery, f"child runs not read: {exc}")
+                return
+            try:
+                execution = await asyncio.wait_for(
+                    self.pool.run(runnable), EXECUTION_PROCESS_WAIT_SEC
+                )
             except asyncio.TimeoutError:
                 await self._transient(job, delivery, "no execution process could be started")
                 return
             execution.on_progress(lambda: self.heartbeats.progressed(run))
+            execution.on_spawn(lambda request: self.children.spawned(run.run_id, request))
             run.attach(execution)
             outcome = await execution.outcome()
             self._free_slot(delivery)
             run.close()
+            if not execution.aborted and await self._suspended(run, outcome):
+                return
             await self._finish(run, execution, outcome)
         finally:
+            self.children.forget(run.run_id)
             self.heartbeats.remove(run)
             self.record.run_finished(run.run_id)
+
+    async def _suspended(self, run: ActiveRun, outcome: Outcome) -> bool:
+        """Settle the children side of the attempt; ``True`` when the run suspended itself
+        (WAITING, its job ACKed here) or the attempt was handed back to the queue."""
+        try:
+            decision = await self.children.settle(run.run_id, outcome, run.latest)
+        except Exception as exc:
+            await self._transient(run.job, run.delivery, f"child runs not settled: {exc}")
+            return True
+        if decision is None:
+            return False
+        await run.delivery.settle("ack")
+        return True
 
     async def _finish(self, run: ActiveRun, execution: RunExecution, outcome: Outcome) -> None:
         delivery = run.delivery

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..model import CANCELLED, CANCELLING, PENDING, RUNNING, is_terminal
+from ..model import CANCELLED, CANCELLING, PENDING, RUNNING, WAITING, is_terminal
 
 Snapshot = dict[str, Any]
 
@@ -37,6 +37,8 @@ class Claim:
     RUN = "run"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+    #: An earlier attempt of a parent whose resumption was decided but maybe never queued.
+    RESUME_DUE = "resume_due"
 
     def __init__(
         self,
@@ -44,11 +46,13 @@ class Claim:
         job_stream_seq: int | None = None,
         num_delivered: int | None = None,
         attempt: int | None = None,
+        resume: int = 0,
     ) -> None:
         self.worker_id = worker_id
         self.job_stream_seq = job_stream_seq
         self.num_delivered = num_delivered
         self.attempt = attempt
+        self.resume = resume
         self.decision: str | None = None
         self.found_status: str | None = None
 
@@ -57,6 +61,12 @@ class Claim:
         self.found_status = snapshot.get("status")
         if is_terminal(self.found_status) or self._superseded(snapshot):
             self.decision = self.FINISHED
+            return None
+        if self.found_status == WAITING or int(snapshot.get("resume") or 0) > self.resume:
+            # A suspended parent (or a later resumption of it) owns the run: this delivery is
+            # an earlier attempt's, redelivered after it had suspended.
+            due = self.found_status == PENDING
+            self.decision = self.RESUME_DUE if due else self.FINISHED
             return None
         if self.found_status == CANCELLING:
             self.decision = self.CANCELLED

@@ -553,3 +553,36 @@ def test_dlq_entry_can_be_redriven_from_the_queues_view(
     page.wait(lambda: "Redriven" in (page.text("#notice") or ""), "the redrive notice")
     status = httpx.get(f"{gateway.url}/runs/{run_id}", timeout=5).json()["status"]
     assert status == "PENDING"
+
+
+def test_run_detail_shows_the_run_tree_with_links(
+    page: Page, gateway: DashboardGateway, ops: NatsOps
+):
+    parent = submit(gateway.url, "fan-out")
+    children = [submit(gateway.url, "square") for _ in range(2)]
+    for child, status in zip(children, ("COMPLETED", "RUNNING"), strict=True):
+        ops.update_run(
+            child, status=status, parent_run_id=parent, root_run_id=parent, spawn_depth=1
+        )
+    ops.update_run(
+        parent,
+        status="WAITING",
+        child_run_ids=children,
+        children_done={children[0]: "COMPLETED"},
+        waiting_on=children,
+    )
+    page.open(f"/runs/{parent}")
+    page.wait(
+        lambda: page.js("return document.querySelectorAll('[data-role=children] li').length") == 2,
+        "the children listed",
+    )
+    text = page.text('[data-role="tree"]')
+    assert "1 of 2 ended" in text and "no worker slot held" in text
+    links = page.js(
+        "return [...document.querySelectorAll('[data-role=children] a')].map(a => a.hash)"
+    )
+    assert links == [f"#/runs/{child}" for child in children]
+
+    page.open(f"/runs/{children[0]}")
+    page.wait(lambda: "Parent" in page.text('[data-role="tree"]'), "the parent link")
+    assert page.js("return document.querySelector('[data-role=tree] a').hash") == f"#/runs/{parent}"

@@ -35,6 +35,16 @@ def test_index_orders_by_last_write_and_counts_statuses():
     assert index.status_counts()["FAILED"] == 0 and index.applied_seq == 5
 
 
+def test_index_knows_each_runs_latest_status():
+    index = RunIndex(BUCKET)
+    index.apply([put(1, "parent", status="WAITING"), put(2, "child", status="RUNNING")])
+    assert index.status_of("parent") == "WAITING" and index.status_of("child") == "RUNNING"
+    index.apply([put(3, "child", status="COMPLETED"), put(4, "parent", status="PENDING")])
+    assert index.status_of("child") == "COMPLETED" and index.status_of("parent") == "PENDING"
+    index.apply([StreamRecord(5, f"$KV.{BUCKET}.child", b"", "PURGE")])
+    assert index.status_of("child") is None and index.status_of("never-written") is None
+
+
 def test_index_filters_and_tenants():
     index = RunIndex(BUCKET)
     index.apply(
@@ -116,6 +126,8 @@ async def test_list_newest_first_with_filters_and_read_your_writes(gateway, nc, 
         "cursor=-3",
         "cursor=99999999999999999999",
         "q=" + "x" * 65,
+        "parent_run_id=p&updated_after=0",
+        "parent_run_id=p&cursor=",
     ],
 )
 async def test_bad_list_queries_are_422(gateway, query):
@@ -216,6 +228,8 @@ async def test_counts_are_per_tenant(gateway):
         "FAILED",
         "CANCELLING",
         "CANCELLED",
+        "WAITING",
+        "PENDING_APPROVAL",
     }
 
 

@@ -17,7 +17,16 @@ from pyoco_server.nats_client import ensure_resources
 from pyoco_server.stream_reader import StreamRecord
 
 HOUR = 3600.0
-STATUSES = ("COMPLETED", "FAILED", "CANCELLED", "PENDING", "RUNNING", "CANCELLING")
+STATUSES = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "PENDING",
+    "RUNNING",
+    "CANCELLING",
+    "WAITING",
+    "PENDING_APPROVAL",
+)
 
 
 async def runs_bucket(nc, settings):
@@ -68,14 +77,23 @@ async def test_only_old_terminal_runs_expire_from_kv_every_index_counts_and_metr
         for sweeper in sweepers:
             await sweeper.sweep_once()
 
-        kept = ["old-cancelling", "old-pending", "old-running", "recent-completed"]
+        kept = [
+            "old-cancelling",
+            "old-pending",
+            "old-pending_approval",
+            "old-running",
+            "old-waiting",
+            "recent-completed",
+        ]
         for gateway in (one, two):
             assert await listed(gateway, **headers) == kept
             answer = (await gateway.simulate_get("/runs/counts", headers=headers)).json
             counts = answer["by_status"]
-            assert answer["total"] == 4
+            assert answer["total"] == 6
             assert counts["COMPLETED"] == 1 and counts["FAILED"] == counts["CANCELLED"] == 0
             assert counts["PENDING"] == counts["RUNNING"] == counts["CANCELLING"] == 1
+            # a parent waiting on its children and a bundle awaiting approval never expire
+            assert counts["WAITING"] == counts["PENDING_APPROVAL"] == 1
             metrics = (await gateway.simulate_get("/metrics")).text
             assert 'pyoco_runs_total{status="FAILED"} 0.0' in metrics
             assert 'pyoco_runs_total{status="RUNNING"} 1.0' in metrics
@@ -178,6 +196,9 @@ def test_local_expiry_drops_old_terminal_runs_only():
     assert sorted(s["run_id"] for s in index.select(None)) == [
         "CANCELLING",
         "PENDING",
+        "PENDING_APPROVAL",
         "RUNNING",
+        "WAITING",
     ]
-    assert index.status_counts()["COMPLETED"] == 0 and len(index) == 3
+    assert index.status_counts()["COMPLETED"] == 0 and len(index) == 5
+    assert index.status_counts()["WAITING"] == index.status_counts()["PENDING_APPROVAL"] == 1

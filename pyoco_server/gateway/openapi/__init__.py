@@ -13,6 +13,7 @@ from typing import Any
 
 from ... import __version__
 from . import (
+    children_api,
     dashboard_api,
     dead_letter_api,
     plugin_registry_api,
@@ -23,7 +24,15 @@ from . import (
 )
 
 #: The areas of the document, in the order their paths appear.
-AREAS = (system_api, run_api, schedule_api, dead_letter_api, plugin_registry_api, dashboard_api)
+AREAS = (
+    system_api,
+    run_api,
+    children_api,
+    schedule_api,
+    dead_letter_api,
+    plugin_registry_api,
+    dashboard_api,
+)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ..validation import (
     MAX_TAGS,
 )
 from ..watch import REVISION_PATTERN
+from .children_api import TREE_PROPERTIES, parent_parameter
 from .shared import (
     JSON,
     error_responses,
@@ -192,6 +193,7 @@ def schemas() -> dict[str, Any]:
                 "end_time": nullable_number,
                 "error": {},
                 "tenant_id": {"type": ["string", "null"]},
+                **TREE_PROPERTIES,
                 "api_key_id": {"type": ["string", "null"]},
                 "worker_alive": {
                     "type": "boolean",
@@ -306,6 +308,7 @@ def paths() -> dict[str, Any]:
                         },
                         "how many runs at most",
                     ),
+                    parent_parameter(),
                     query_parameter(
                         "q",
                         {"type": "string", "maxLength": MAX_RUN_ID_SEARCH_CHARS},

@@ -16,6 +16,7 @@ from ...model import WorkflowContext
 from ...runs import RunNotFound
 from ...workflow import check_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
+from ..children.listing import list_children, parent_filter
 from ..error_responses import invalid, run_not_found
 from ..media import parse_json, parse_multipart, read_body
 from ..run_delta.listing import delta_page, delta_query, is_delta
@@ -65,11 +66,21 @@ class RunsResource:
         _respond_submitted(resp, submitted)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        parent_run_id = parent_filter(req)
         if is_delta(req):
+            if parent_run_id is not None:
+                raise invalid(
+                    "invalid run listing: parent_run_id lists one run's children and cannot be "
+                    "combined with a delta listing (updated_after, workflow_yaml_sha256, cursor)",
+                    [{"field": "parent_run_id", "message": "not with a delta listing"}],
+                )
             await self._delta(req, resp)
             return
         query = list_query(req)
         caller = caller_of(req)
+        if parent_run_id is not None:
+            resp.media = await list_children(self.services, caller, parent_run_id, query)
+            return
         page = await self.services.query_index(
             "select_page",
             caller.tenant_id,

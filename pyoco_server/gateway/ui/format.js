@@ -3,7 +3,7 @@
 import { h } from "./dom.js";
 import { language, statusWord, t } from "./i18n.js";
 
-export const RUN_STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED"];
+export const RUN_STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED", "WAITING", "PENDING_APPROVAL"];
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 export function isTerminal(status) {
@@ -87,7 +87,7 @@ export function elapsed(start, end) {
  */
 export function badge(status, kind = "status") {
   const value = status ? String(status) : "UNKNOWN";
-  const known = /^[A-Z]+$/.test(value) ? value.toLowerCase() : "unknown";
+  const known = /^[A-Z_]+$/.test(value) ? value.toLowerCase() : "unknown";
   return h("span", { class: `badge ${kind}-${known}`, "data-value": value }, statusWord(value));
 }
 

@@ -15,6 +15,7 @@ import {
   now,
   timeElement,
 } from "./format.js";
+import { RunTree } from "./run-tree.js";
 import { statusWord, t } from "./i18n.js";
 import { scheduleFacts } from "./schedules.js";
 import { REFRESH_MS, clearError, confirmAction, describe, notify, showError } from "./view.js";
@@ -132,6 +133,7 @@ export function mountRun(main, { arg: runId, signal }) {
   const live = role(view, "live");
   const cancel = role(view, "cancel");
   let latest = null;
+  const tree = new RunTree(role(view, "tree"), signal);
 
   const render = (run) => {
     latest = run;
@@ -147,6 +149,7 @@ export function mountRun(main, { arg: runId, signal }) {
     role(view, "truncated").hidden = !run.task_records_truncated;
     syncRows(role(view, "tasks").tBodies[0], tasks, (t) => t.name, renderTaskRow);
     cancel.hidden = isTerminal(run.status) || run.status === "CANCELLING";
+    tree.update(run).catch((error) => error.name === "AbortError" || showError(view, error));
     clearError(view);
   };
 

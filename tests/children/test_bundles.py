@@ -1,0 +1,121 @@
+"""Spawn bundles (``POST /runs/bundle``): approval, spawn targets, policy on every workflow."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from childkit import TASKS, WorkerHost
+
+BUNDLE = f"""
+version: 1
+workflows:
+  main:
+    flow:
+      graph: "prepare >> fan >> report"
+      defaults: {{n: 2}}
+    tasks:
+      prepare: {{callable: "{TASKS}:prepare"}}
+      fan:
+        spawn: child
+        inputs: {{i: "$node.prepare.output"}}
+      report: {{callable: "{TASKS}:report"}}
+  child:
+    flow: {{graph: "square"}}
+    tasks:
+      square: {{callable: "CHILD_CALLABLE"}}
+submit:
+  entry_workflow: main
+  inputs: {{n: 3}}
+"""
+
+
+def bundle(child_callable: str = f"{TASKS}:square", target: str = "child") -> bytes:
+    text = BUNDLE.replace("CHILD_CALLABLE", child_callable).replace(
+        "spawn: child", f"spawn: {target}"
+    )
+    return text.encode()
+
+
+@pytest.fixture(scope="module")
+def system(gateway):
+    """The package's gateway with one worker host on tag ``b``."""
+    host = WorkerHost(gateway, "bundles", ["b"], 2)
+    try:
+        host.wait_listed()
+        yield gateway
+    finally:
+        host.stop()
+
+
+def post_bundle(system, data: bytes, tag: str = "b") -> httpx.Response:
+    return httpx.post(
+        f"{system.url}/runs/bundle",
+        files={"bundle": ("bundle.yaml", data, "application/yaml")},
+        data={"tag": tag},
+        timeout=10,
+    )
+
+
+def test_a_spawning_bundle_waits_for_approval_then_runs_its_child(system):
+    answer = post_bundle(system, bundle())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "PENDING_APPROVAL"
+    run_id = answer.json()["run_id"]
+    time.sleep(1.0)
+    assert system.get(run_id)["status"] == "PENDING_APPROVAL"
+
+    approved = httpx.post(f"{system.url}/runs/{run_id}/approve", timeout=10)
+    assert approved.status_code == 200, approved.text
+    final = system.wait(run_id, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["task_records"]["report"]["output"] == 9
+    assert final["child_run_ids"] == [f"{run_id}.fan.0"]
+    child = system.get(f"{run_id}.fan.0")
+    assert (child["flow_name"], child["status"], child["parent_run_id"]) == (
+        "child",
+        "COMPLETED",
+        run_id,
+    )
+    again = httpx.post(f"{system.url}/runs/{run_id}/approve", timeout=10)
+    assert again.status_code == 200
+    refused = httpx.post(f"{system.url}/runs/{run_id}/reject", timeout=10)
+    assert refused.status_code == 409
+    assert refused.json()["err_id"] == "ERR-PYOCO-0036"
+
+
+def test_a_rejected_bundle_never_runs(system):
+    run_id = post_bundle(system, bundle()).json()["run_id"]
+    rejected = httpx.post(f"{system.url}/runs/{run_id}/reject", timeout=10)
+    assert rejected.status_code == 200
+    assert rejected.json()["status"] == "CANCELLED"
+    time.sleep(0.5)
+    snapshot = system.get(run_id)
+    assert snapshot["status"] == "CANCELLED" and snapshot["tasks"] == {}
+
+
+def test_a_spawn_target_outside_the_bundle_is_422(system):
+    answer = post_bundle(system, bundle(target="nowhere"))
+    assert answer.status_code == 422
+    assert answer.json()["reason"] == "unknown_spawn_target"
+
+
+def test_the_policy_checks_every_workflow_of_the_bundle(system):
+    answer = post_bundle(system, bundle(child_callable="os:system"))
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["reason"] == "callable_not_allowed"
+    assert "workflow 'child'" in body["detail"]
+
+
+def test_a_bundle_whose_entry_cannot_reach_a_spawn_runs_at_once(system):
+    text = BUNDLE.replace("CHILD_CALLABLE", f"{TASKS}:square")
+    text = text.replace("entry_workflow: main", "entry_workflow: child")
+    text = text.replace("inputs: {n: 3}", "inputs: {i: 4}")
+    answer = post_bundle(system, text.encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "PENDING"
+    final = system.wait(answer.json()["run_id"], timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["task_records"]["square"]["output"] == 16
