@@ -37,7 +37,7 @@ from pyoco_server.config import Settings  # noqa: E402
 from pyoco_server.embedded import EmbeddedNats  # noqa: E402
 from pyoco_server.nats_client import connect  # noqa: E402
 from pyoco_server.plugins import build_plugin_manager  # noqa: E402
-from pyoco_server.runs import RunStore  # noqa: E402
+from pyoco_server.run_store import RunStore  # noqa: E402
 from pyoco_server.testing import GatewayProcess, WorkerProcess, unique_names  # noqa: E402
 
 RESOLVER = f"{ROOT}/benchmarks/flows.py:resolve"

@@ -37,7 +37,7 @@ from pyoco_server.log import configure_logging  # noqa: E402
 from pyoco_server.model import is_terminal  # noqa: E402
 from pyoco_server.nats_client import connect, ensure_resources  # noqa: E402
 from pyoco_server.plugins import build_plugin_manager  # noqa: E402
-from pyoco_server.runs import RunStore  # noqa: E402
+from pyoco_server.run_store import RunStore  # noqa: E402
 from pyoco_server.testing import WorkerProcess, unique_names  # noqa: E402
 
 RESOLVER = f"{ROOT}/benchmarks/flows.py:resolve"

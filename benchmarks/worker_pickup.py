@@ -38,7 +38,7 @@ from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot
 from pyoco_server.nats_client import connect, ensure_resources
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 
 
 def percentile(values: list[float], share: float) -> float:

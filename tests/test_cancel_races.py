@@ -9,7 +9,7 @@ from worker_support import make_job, open_store
 
 from pyoco_server.gateway.cancel import CancelRequest, cancel_run
 from pyoco_server.jobs import pending_snapshot
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 from pyoco_server.worker.snapshots import Claim, Finish, Progress
 
 

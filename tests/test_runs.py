@@ -11,7 +11,7 @@ from pyoco_server.config import Settings
 from pyoco_server.jobs import InvalidJob, build_job, decode_job, encode_job, pending_snapshot
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import RunStore, encode_capped
+from pyoco_server.run_store import RunStore, encode_capped
 
 
 @pytest.fixture

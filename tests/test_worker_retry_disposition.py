@@ -15,7 +15,7 @@ from pathlib import Path
 from worker_support import WorkerProcess, make_job, open_store, submit, wait_for_run
 
 from pyoco_server.model import FAILED, PENDING, Disposition
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 from pyoco_server.testing import isolated_settings
 from pyoco_server.worker.dispositions import checked_disposition
 from pyoco_server.worker.snapshots import Requeue

@@ -17,7 +17,7 @@ from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapsho
 from pyoco_server.model import is_terminal
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import RunNotFound, RunStore
+from pyoco_server.run_store import RunNotFound, RunStore
 from pyoco_server.testing import WorkerProcess as HarnessWorker
 from pyoco_server.testing.processes import worker_record as harness_worker_record
 

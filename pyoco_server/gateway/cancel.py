@@ -1,6 +1,6 @@
 """``POST /runs/{run_id}/cancel``: record a cancel request with compare-and-set.
 
-The request is one :meth:`~pyoco_server.runs.RunStore.update` with :class:`CancelRequest` as
+The request is one :meth:`~pyoco_server.run_store.RunStore.update` with :class:`CancelRequest` as
 its change function. ``RunStore.update`` calls it again with the newer snapshot whenever a
 worker wrote in between, so the decision is always taken on the latest state and a cancel is
 never lost nor a terminal snapshot overwritten:
@@ -68,7 +68,7 @@ class CancelRequest:
 async def cancel_run(store: Any, run_id: str, requested_by: str | None) -> dict[str, Any]:
     """Apply a cancel request to ``run_id`` and return the snapshot that is current afterwards.
 
-    Raises :class:`~pyoco_server.runs.RunNotFound` when the run does not exist.
+    Raises :class:`~pyoco_server.run_store.RunNotFound` when the run does not exist.
     """
     change = CancelRequest(requested_by)
     snapshot, _ = await store.update(run_id, change, EVENT)

@@ -45,7 +45,7 @@ from ..jobs import InvalidJob, build_job, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, CANCELLING, FAILED, PENDING, RUNNING, is_terminal
 from ..nats_client import NatsConnection
-from ..runs import RunNotFound, RunStore
+from ..run_store import RunNotFound, RunStore
 from .dead_letters import DeadLetterQueue
 from .workers import epoch_seconds
 

@@ -39,7 +39,7 @@ from ..errors import PolicyViolation
 from ..jobs import MSG_ID_HEADER, InvalidJob, decode_job, message_id
 from ..log import get_logger
 from ..model import PENDING, WorkflowContext, is_terminal
-from ..runs import RunNotFound
+from ..run_store import RunNotFound
 from ..workflow import check_workflow_yaml
 from .dead_letters import DeadLetterQueue
 from .error_responses import NATS_OUTAGE_ERRORS, NATS_UNAVAILABLE, ApiError, cannot_redrive

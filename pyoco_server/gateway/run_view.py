@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from nats.js.errors import InvalidKeyError
 
 from ..model import PENDING
-from ..runs import RunNotFound, RunStore
+from ..run_store import RunNotFound, RunStore
 from .children.listing import with_tree_fields
 from .error_responses import run_not_found
 from .queues import queue_view

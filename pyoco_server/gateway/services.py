@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import Settings
 from ..nats_client import NatsConnection
-from ..runs import RunStore
+from ..run_store import RunStore
 from .error_responses import nats_unavailable
 from .idempotency import IdempotencyStore
 from .run_index import RunIndex, RunIndexFeed, open_index

@@ -1,6 +1,6 @@
 """Submitting a run atomically: PENDING snapshot, then the job; never one without the other.
 
-1. the PENDING snapshot is created in KV (through :class:`~pyoco_server.runs.RunStore`, so
+1. the PENDING snapshot is created in KV (through :class:`~pyoco_server.run_store.RunStore`, so
    plugins enrich it and the size cap holds); if that times out it may still have been
    stored, so it is removed as in step 3;
 2. the job is published to ``pyoco.work.<tag>`` with ``Nats-Msg-Id`` (a retried publish of the
@@ -24,7 +24,7 @@ from typing import Any
 from ..jobs import MSG_ID_HEADER, build_job, encode_job, message_id, pending_snapshot
 from ..log import get_logger
 from ..model import PENDING
-from ..runs import RunNotFound, RunStore
+from ..run_store import RunNotFound, RunStore
 from .error_responses import BODY_TOO_LARGE, ApiError, nats_unavailable
 from .idempotency import Replay
 from .services import GatewayServices

@@ -42,7 +42,7 @@ from ..errors import err_id, msg_id
 from ..log import get_logger
 from ..model import is_terminal
 from ..nesting import NestingTooDeep, load_stored
-from ..runs import RunNotFound, RunStore
+from ..run_store import RunNotFound, RunStore
 from .error_responses import NATS_UNAVAILABLE, invalid
 from .run_view import RUN_INCLUDES, run_view
 from .validation import includes

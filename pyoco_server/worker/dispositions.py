@@ -23,7 +23,7 @@ from ..errors import err_id, msg_id
 from ..log import get_logger
 from ..model import FAILED, PENDING, Disposition, Failure, is_terminal
 from ..nats_client import NatsConnection
-from ..runs import RunNotFound
+from ..run_store import RunNotFound
 from .consumer import Delivery
 from .protocol import Outcome
 from .run_writer import WorkerRunStore

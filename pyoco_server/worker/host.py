@@ -17,7 +17,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..log import get_logger
 from ..nats_client import NatsConnection
-from ..runs import RunStore
+from ..run_store import RunStore
 from .child import settings_to_wire
 from .children.coordinator import ChildCoordinator
 from .consumer import Delivery

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..config import Settings
 from ..nats_client import NatsConnection
-from ..runs import Change, RunNotFound, RunStore
+from ..run_store import Change, RunNotFound, RunStore
 
 
 class RunsBucketMissing(RuntimeError):

@@ -20,7 +20,7 @@ from ..errors import err_id, msg_id
 from ..jobs import InvalidJob, decode_job
 from ..log import get_logger
 from ..model import CANCELLED, Failure
-from ..runs import RunNotFound
+from ..run_store import RunNotFound
 from .children.coordinator import ChildCoordinator, ParentGone
 from .consumer import Delivery
 from .dispositions import Disposer

@@ -25,7 +25,7 @@ from pyoco_server.api_keys import ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings
 from pyoco_server.nats_client import connect
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 from pyoco_server.testing import GatewayProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -33,7 +33,7 @@ from pyoco_server.nesting import (
     nesting_depth,
 )
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import encode_capped
+from pyoco_server.run_store import encode_capped
 from pyoco_server.workflow import parse_workflow_yaml
 
 

@@ -34,7 +34,7 @@ from pyoco_server.errors import ConfigError, PolicyViolation
 from pyoco_server.log import configure_logging, get_logger
 from pyoco_server.model import WorkflowContext
 from pyoco_server.nesting import NestingTooDeep, loads_bounded, nesting_depth
-from pyoco_server.runs import encode_capped
+from pyoco_server.run_store import encode_capped
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PROPERTY_SETTINGS = settings(

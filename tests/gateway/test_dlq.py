@@ -14,7 +14,7 @@ from pyoco_server.gateway.dead_letters import DeadLetterQueue
 from pyoco_server.gateway.tenancy import Caller
 from pyoco_server.jobs import build_job
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 
 
 async def publish_dead_letter(js, settings, tag: str, **fields) -> int:

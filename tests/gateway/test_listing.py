@@ -8,7 +8,7 @@ import pytest
 from gwtools import assert_error
 
 from pyoco_server.gateway.run_index import SUMMARY_ERROR_CHARS, SUMMARY_FIELDS, RunIndex
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 from pyoco_server.stream_reader import StreamRecord
 
 BUCKET = "runs_test"

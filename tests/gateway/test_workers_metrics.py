@@ -8,7 +8,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyoco_server.plugins import build_plugin_manager
-from pyoco_server.runs import RunStore
+from pyoco_server.run_store import RunStore
 
 
 def worker(worker_id: str, state: str, age: float, **extra) -> bytes:

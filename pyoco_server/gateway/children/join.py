@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...log import get_logger
 from ...model import CANCELLED, CANCELLING, WAITING, is_terminal
-from ...runs import RunNotFound, RunStore
+from ...run_store import RunNotFound, RunStore
 from ...worker.children.changes import RESUME, ChildFinished
 from ...worker.children.tree import Continuations, publish_resume, release_queued
 from ..cancel import cancel_run

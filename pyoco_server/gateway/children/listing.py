@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import falcon.asgi
 from nats.js.errors import InvalidKeyError
 
-from ...runs import RunNotFound
+from ...run_store import RunNotFound
 from ..error_responses import invalid
 from ..run_index import summarize
 from ..tenancy import Caller

@@ -11,7 +11,7 @@ import falcon.asgi
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
-from ...runs import RunNotFound
+from ...run_store import RunNotFound
 from ...worker.children.tree import Continuations, publish
 from ..error_responses import ApiError, invalid, run_not_found
 from ..media import parse_multipart, read_body

@@ -13,7 +13,7 @@ import falcon
 import falcon.asgi
 
 from ...model import WorkflowContext
-from ...runs import RunNotFound
+from ...run_store import RunNotFound
 from ...workflow import check_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
 from ..children.listing import list_children, parent_filter

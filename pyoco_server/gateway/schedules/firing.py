@@ -30,7 +30,7 @@ from ...errors import PolicyViolation, err_id, msg_id
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import WorkflowContext, is_terminal
-from ...runs import RunNotFound
+from ...run_store import RunNotFound
 from ...workflow import check_workflow_yaml
 from ..cancel import cancel_run
 from ..error_responses import ApiError

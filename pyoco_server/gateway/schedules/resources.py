@@ -20,7 +20,7 @@ import falcon.asgi
 from nats.js.errors import KeyWrongLastSequenceError
 
 from ...model import WorkflowContext
-from ...runs import RunNotFound
+from ...run_store import RunNotFound
 from ...workflow import check_workflow_yaml, workflow_defaults
 from ..error_responses import ApiError, invalid, nats_unavailable
 from ..media import parse_json, parse_multipart, read_body

@@ -24,7 +24,7 @@ from typing import Any
 from ...config import Settings
 from ...log import get_logger
 from ...model import CANCELLED, COMPLETED, WAITING
-from ...runs import RunNotFound, RunStore
+from ...run_store import RunNotFound, RunStore
 from ..protocol import Outcome
 from ..snapshots import Finish
 from .changes import CANCEL, RESUME, WAIT, RecordChildIds, SuspendParent

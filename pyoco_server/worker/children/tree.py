@@ -22,7 +22,7 @@ from ...config import Settings
 from ...jobs import MSG_ID_HEADER, build_job, encode_job, message_id, pending_snapshot
 from ...log import get_logger
 from ...model import PENDING, is_terminal
-from ...runs import RunNotFound, RunStore
+from ...run_store import RunNotFound, RunStore
 
 log = get_logger(__name__)
 
