@@ -71,11 +71,15 @@ async def test_retry_disposition_requeues_the_run_and_the_redelivery_executes_it
 
 
 async def _first_retry(store: RunStore, run_id: str) -> dict:
-    """The first snapshot written by the retry (the PENDING of the submit has no mark)."""
+    """The first snapshot written by the retry, marked by the plugin's ``retries_seen``.
+
+    The submit's PENDING and the first attempt's RUNNING carry no mark; the retry's PENDING
+    stays for the 2 s NAK delay, long enough for this poll to see it.
+    """
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         snapshot, _ = await store.get(run_id)
-        if snapshot.get("retries_seen") or snapshot["status"] != PENDING:
+        if snapshot.get("retries_seen"):
             return snapshot
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} was never sent back to PENDING")
