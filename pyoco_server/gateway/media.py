@@ -140,3 +140,27 @@ async def parse_multipart(req: falcon.asgi.Request, raw: bytes) -> dict[str, For
             raise
         raise invalid(f"malformed multipart form: {exc.description or exc.title}") from None
     return parts
+
+
+#: Room for a form's boundaries, headers and small fields beside its file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+async def read_form(
+    req: falcon.asgi.Request, file_limit: int, body_limit: int
+) -> dict[str, FormPart]:
+    """A multipart form whose file may be up to ``file_limit`` bytes, the whole body capped at
+    the larger of ``body_limit`` and the file plus :data:`MULTIPART_OVERHEAD_BYTES`."""
+    limit = max(body_limit, file_limit + MULTIPART_OVERHEAD_BYTES)
+    return await parse_multipart(req, await read_body(req, limit))
+
+
+def required_file(form: dict[str, FormPart], field: str, what: str) -> FormPart:
+    """The form's ``field``, or a 422 naming it (``what`` says what the field must hold)."""
+    part = form.get(field)
+    if part is None:
+        raise invalid(
+            f"the form needs a '{field}' file field with {what}",
+            [{"field": field, "message": "required"}],
+        )
+    return part

@@ -13,8 +13,8 @@ from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
 from ...run_store import RunNotFound
 from ...worker.children.tree import Continuations, publish
-from ..error_responses import ApiError, invalid, run_not_found
-from ..media import parse_multipart, read_body
+from ..error_responses import ApiError, run_not_found
+from ..media import read_form, required_file
 from ..run_view import run_view, visible_snapshot
 from ..services import GatewayServices
 from ..submit import encoded_job, publish_run
@@ -28,7 +28,6 @@ log = get_logger(__name__)
 
 #: ERR-PYOCO-0036: approve/reject of a run that is not PENDING_APPROVAL (409).
 NOT_AWAITING_APPROVAL = 36
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 class RunBundleResource:
@@ -43,17 +42,8 @@ class RunBundleResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
-        limit = max(
-            settings.http_max_body_bytes,
-            settings.workflow_yaml_max_bytes + MULTIPART_OVERHEAD_BYTES,
-        )
-        form = await parse_multipart(req, await read_body(req, limit))
-        part = form.get("bundle")
-        if part is None:
-            raise invalid(
-                "the form needs a 'bundle' file field with the bundle YAML",
-                [{"field": "bundle", "message": "required"}],
-            )
+        form = await read_form(req, settings.workflow_yaml_max_bytes, settings.http_max_body_bytes)
+        part = required_file(form, "bundle", "the bundle YAML")
         tag = form["tag"].text().strip() if "tag" in form else ""
         caller = caller_of(req)
         # The entry's name is not known yet: validate the tag with a placeholder flow name.

@@ -13,12 +13,11 @@ from ...plugin_registry.preflight import WheelRejected, inspect_wheel
 from ...plugin_registry.signing import check_signature_document
 from ...plugin_registry.store import PluginRegistry, VersionConflict, WheelNotFound
 from ..error_responses import ApiError, invalid
-from ..media import parse_json, parse_multipart, read_body
+from ..media import parse_json, read_body, read_form
 from ..services import GatewayServices
 from .access import actor_of, require_operator, require_reader
 
 #: Room for the multipart framing and the small form fields around the wheel.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 HISTORY_LIMIT_DEFAULT = 100
 HISTORY_LIMIT_MAX = 500
 PREFLIGHT_FAILED = 42
@@ -86,8 +85,7 @@ class WheelsResource:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
         require_operator(req, settings, "publish plugin wheels")
-        raw = await read_body(req, settings.wheel_max_bytes + MULTIPART_OVERHEAD_BYTES)
-        form = await parse_multipart(req, raw)
+        form = await read_form(req, settings.wheel_max_bytes, body_limit=0)
         wheel = form.get("wheel")
         if wheel is None or not wheel.filename:
             raise invalid(

@@ -4,21 +4,17 @@ runs."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
-import json
 from typing import Any
 
 import falcon
 import falcon.asgi
 
-from ...model import WorkflowContext
 from ...run_store import RunNotFound
-from ...workflow import check_workflow_yaml, workflow_defaults
 from ..cancel import cancel_run
 from ..children.listing import list_children, parent_filter
 from ..error_responses import invalid, run_not_found
-from ..media import parse_json, parse_multipart, read_body
+from ..media import parse_json, read_body
 from ..run_delta.listing import delta_page, delta_query, is_delta
 from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
 from ..services import GatewayServices
@@ -28,13 +24,12 @@ from ..validation import (
     idempotency_key,
     includes,
     list_query,
-    run_request,
     run_request_from_json,
 )
 from ..watch import RunWatch, WatcherRegistry, watch_query
+from ..workflow_form import read_workflow_form
 
 #: Extra room for multipart framing and the small form fields around a workflow file.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: Response header of ``GET /runs`` naming the ``cursor`` of the next page (absent on the last).
 NEXT_CURSOR_HEADER = "Next-Cursor"
 
@@ -164,37 +159,10 @@ class RunYamlResource:
         self.services = services
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        settings = self.services.settings
         key = idempotency_key(req)
-        limit = max(
-            settings.http_max_body_bytes,
-            settings.workflow_yaml_max_bytes + MULTIPART_OVERHEAD_BYTES,
-        )
-        form = await parse_multipart(req, await read_body(req, limit))
-        workflow = form.get("workflow")
-        if workflow is None:
-            raise invalid(
-                "the form needs a 'workflow' file field with the flow.yaml",
-                [{"field": "workflow", "message": "required"}],
-            )
-        flow_name = form["flow_name"].text() if "flow_name" in form else None
-        tag = form["tag"].text().strip() if "tag" in form else ""
-        request = run_request(flow_name, {}, tag or None, None, settings)
         caller = caller_of(req)
-        raw = workflow.data
-        document = check_workflow_yaml(
-            self.services.pm,
-            raw,
-            WorkflowContext(
-                settings=settings,
-                flow_name=request.flow_name,
-                tag=request.tag,
-                tenant_id=caller.tenant_id,
-                where="gateway",
-            ),
-        )
-        params = json.loads(json.dumps(workflow_defaults(document), default=str))
-        request = dataclasses.replace(request, params=params)
+        form = await read_workflow_form(self.services, req, caller)
+        request, raw = form.request, form.workflow_yaml
         submitted = await submit_run(
             self.services,
             caller,

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 import time
@@ -19,14 +18,13 @@ import falcon
 import falcon.asgi
 from nats.js.errors import KeyWrongLastSequenceError
 
-from ...model import WorkflowContext
 from ...run_store import RunNotFound
-from ...workflow import check_workflow_yaml, workflow_defaults
 from ..error_responses import ApiError, invalid, nats_unavailable
-from ..media import parse_json, parse_multipart, read_body
+from ..media import parse_json, read_body
 from ..services import GatewayServices
 from ..tenancy import Caller, caller_of
-from ..validation import includes, run_request, run_request_from_json
+from ..validation import includes, run_request_from_json
+from ..workflow_form import read_workflow_form
 from .creation import build_definition, check_limit
 from .firing import FIRED, SKIPPED, TAKEN, Firer, outcome_change
 from .service import SchedulesService
@@ -42,7 +40,6 @@ SCHEDULE_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 #: Most slots one backfill request may create.
 MAX_BACKFILL_SLOTS = 1000
 #: Extra room for multipart framing around a workflow file.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: Form fields of ``POST /schedules/yaml`` read as numbers.
 NUMERIC_FORM_FIELDS = ("interval_seconds", "catchup_window_sec", "max_catchup", "jitter_sec")
 LIST_LIMIT_MAX = 200
@@ -184,38 +181,15 @@ class ScheduleYamlResource:
         self.schedules = schedules
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        settings = self.services.settings
-        limit = max(
-            settings.http_max_body_bytes,
-            settings.workflow_yaml_max_bytes + MULTIPART_OVERHEAD_BYTES,
-        )
-        form = await parse_multipart(req, await read_body(req, limit))
-        workflow = form.get("workflow")
-        if workflow is None:
-            raise invalid(
-                "the form needs a 'workflow' file field with the flow.yaml",
-                [{"field": "workflow", "message": "required"}],
-            )
-        flow_name = form["flow_name"].text() if "flow_name" in form else None
-        tag = form["tag"].text().strip() if "tag" in form else ""
-        request = run_request(flow_name, {}, tag or None, None, settings)
         caller = caller_of(req)
-        raw = workflow.data
-        document = check_workflow_yaml(
-            self.services.pm,
-            raw,
-            WorkflowContext(
-                settings=settings,
-                flow_name=request.flow_name,
-                tag=request.tag,
-                tenant_id=caller.tenant_id,
-                where="gateway",
-            ),
-        )
-        params = json.loads(json.dumps(workflow_defaults(document), default=str))
-        request = dataclasses.replace(request, params=params)
+        form = await read_workflow_form(self.services, req, caller)
         resp.media = await create(
-            self.services, self.schedules, caller, request, _form_body(form), raw
+            self.services,
+            self.schedules,
+            caller,
+            form.request,
+            _form_body(form.fields),
+            form.workflow_yaml,
         )
 
 
