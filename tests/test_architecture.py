@@ -103,6 +103,20 @@ def _tracked_folders(root: Path) -> set[str]:
     return {folder for folder in folders if (root / folder).is_dir()}
 
 
+def test_gateway_and_worker_rooms_never_import_each_other():
+    """What both need lives outside both (e.g. pyoco_server/children/): a gateway must start
+    without the worker's modules and a worker without the gateway's."""
+    modules = _module_names()
+    crossings = [
+        (name, target)
+        for name, path in modules.items()
+        for target in _imports(name, path, modules)
+        for own, other in (("gateway", "worker"), ("worker", "gateway"))
+        if name.startswith(f"pyoco_server.{own}") and target.startswith(f"pyoco_server.{other}")
+    ]
+    assert crossings == []
+
+
 def test_the_where_things_are_table_lists_every_folder(repo_root: Path):
     text = (repo_root / "docs" / "architecture.md").read_text(encoding="utf-8")
     section = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]

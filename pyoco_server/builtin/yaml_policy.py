@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ..children.spawn_task import SPAWN_CALLABLE
 from ..errors import PolicyViolation
 from ..hookspecs import hookimpl
 from ..model import WorkflowContext
-from ..worker.children.yaml_spawn import SPAWN_CALLABLE
 from ..workflow import FLOW_KEYS, FORBIDDEN_KEYS, RUNTIME_KEYS, TASK_KEYS, TOP_LEVEL_KEYS
 
 CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*\Z")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyoco_server.worker.children.api import ChildRunFailed, SpawnError, SpawnScope, Suspend
-from pyoco_server.worker.children.changes import (
+from pyoco_server.children.changes import (
     CANCEL,
     NOTHING,
     RESUME,
@@ -13,6 +12,7 @@ from pyoco_server.worker.children.changes import (
     ChildFinished,
     SuspendParent,
 )
+from pyoco_server.worker.children.api import ChildRunFailed, SpawnError, SpawnScope, Suspend
 from pyoco_server.worker.children.ids import child_run_id
 
 

@@ -31,14 +31,14 @@ from typing import Any
 
 import yaml
 
-from ...errors import PolicyViolation
-from ...model import WorkflowContext
-from ...worker.children.yaml_spawn import (
+from ...children.spawn_task import (
     CANCEL_INPUT,
     FAILURE_INPUT,
     SPAWN_CALLABLE,
     WORKFLOW_INPUT,
 )
+from ...errors import PolicyViolation
+from ...model import WorkflowContext
 from ...workflow import check_workflow_yaml, parse_workflow_yaml, workflow_defaults
 
 BUNDLE_KEYS = frozenset({"version", "workflows", "submit"})

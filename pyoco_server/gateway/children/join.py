@@ -23,11 +23,11 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from ...children.changes import RESUME, ChildFinished
+from ...children.tree import Continuations, publish_resume, release_queued
 from ...log import get_logger
 from ...model import CANCELLED, CANCELLING, WAITING, is_terminal
 from ...run_store import RunNotFound, RunStore
-from ...worker.children.changes import RESUME, ChildFinished
-from ...worker.children.tree import Continuations, publish_resume, release_queued
 from ..cancel import cancel_run
 
 if TYPE_CHECKING:

@@ -8,11 +8,11 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from ...children.tree import Continuations, publish
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
 from ...run_store import RunNotFound
-from ...worker.children.tree import Continuations, publish
 from ..error_responses import ApiError, run_not_found
 from ..media import read_form, required_file
 from ..run_view import run_view, visible_snapshot

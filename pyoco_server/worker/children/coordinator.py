@@ -21,14 +21,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...config import Settings
-from ...log import get_logger
-from ...model import CANCELLED, COMPLETED, WAITING
-from ...run_store import RunNotFound, RunStore
-from ..protocol import Outcome
-from ..snapshots import Finish
-from .changes import CANCEL, RESUME, WAIT, RecordChildIds, SuspendParent
-from .tree import (
+from ...children.changes import CANCEL, RESUME, WAIT, RecordChildIds, SuspendParent
+from ...children.tree import (
     Continuations,
     child_summary,
     ensure_child,
@@ -36,6 +30,12 @@ from .tree import (
     publish_resume,
     release_queued,
 )
+from ...config import Settings
+from ...log import get_logger
+from ...model import CANCELLED, COMPLETED, WAITING
+from ...run_store import RunNotFound, RunStore
+from ..protocol import Outcome
+from ..snapshots import Finish
 
 log = get_logger(__name__)
 

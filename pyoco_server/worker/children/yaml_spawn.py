@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...children.spawn_task import CANCEL_INPUT, FAILURE_INPUT, WORKFLOW_INPUT
 from .api import current_scope, wait
 
 #: The ``callable`` a ``spawn:`` task becomes (always accepted by the built-in YAML policy:
 #: it can only start workflows of the run's own, already checked, bundle).
-SPAWN_CALLABLE = "pyoco_server.worker.children.yaml_spawn:spawn_child"
 #: Reserved inputs of the rewritten task.
-WORKFLOW_INPUT = "_spawn_workflow"
-FAILURE_INPUT = "_on_child_failure"
-CANCEL_INPUT = "_cancel_with_parent"
 
 
 def spawn_child(**inputs: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ...model import CANCELLED, CANCELLING, PENDING, WAITING, is_terminal
+from ..model import CANCELLED, CANCELLING, PENDING, WAITING, is_terminal
 
 Snapshot = dict[str, Any]
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from ...config import Settings
-from ...jobs import MSG_ID_HEADER, build_job, encode_job, message_id, pending_snapshot
-from ...log import get_logger
-from ...model import PENDING, is_terminal
-from ...run_store import RunNotFound, RunStore
+from ..config import Settings
+from ..jobs import MSG_ID_HEADER, build_job, encode_job, message_id, pending_snapshot
+from ..log import get_logger
+from ..model import PENDING, is_terminal
+from ..run_store import RunNotFound, RunStore
 
 log = get_logger(__name__)
 
