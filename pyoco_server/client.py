@@ -190,13 +190,7 @@ class PyocoHttpClient:
         full: bool = False,
     ) -> list[dict[str, Any]]:
         """Run summaries, newest first."""
-        params: dict[str, Any] = {
-            key: value
-            for key, value in (("status", status), ("flow", flow), ("tag", tag), ("limit", limit))
-            if value is not None
-        }
-        if full:
-            params["include"] = "full"
+        params = _listing_query(full, status=status, flow=flow, tag=tag, limit=limit)
         return self._json("GET", "/runs", params=params)
 
     def list_runs_delta(
@@ -214,21 +208,16 @@ class PyocoHttpClient:
         """A delta page ``{"items", "next_cursor"}``: runs updated after ``updated_after``
         (epoch seconds, exclusive), newest first, continuing after ``cursor`` (a previous
         page's ``next_cursor``), optionally only runs of one workflow file."""
-        params: dict[str, Any] = {
-            key: value
-            for key, value in (
-                ("status", status),
-                ("flow", flow),
-                ("tag", tag),
-                ("limit", limit),
-                ("updated_after", updated_after),
-                ("cursor", cursor),
-                ("workflow_yaml_sha256", workflow_yaml_sha256),
-            )
-            if value is not None
-        }
-        if full:
-            params["include"] = "full"
+        params = _listing_query(
+            full,
+            status=status,
+            flow=flow,
+            tag=tag,
+            limit=limit,
+            updated_after=updated_after,
+            cursor=cursor,
+            workflow_yaml_sha256=workflow_yaml_sha256,
+        )
         if not any(key in params for key in ("updated_after", "cursor", "workflow_yaml_sha256")):
             params["cursor"] = ""  # an empty cursor: the first delta page
         return self._json("GET", "/runs", params=params)
@@ -571,3 +560,11 @@ def _parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
         event = parser.feed(line)
         if event is not None:
             yield event
+
+
+def _listing_query(full: bool, **filters: Any) -> dict[str, Any]:
+    """``GET /runs`` query parameters: the filters that are set, plus ``include=full``."""
+    params = {key: value for key, value in filters.items() if value is not None}
+    if full:
+        params["include"] = "full"
+    return params
