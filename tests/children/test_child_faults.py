@@ -157,3 +157,22 @@ def test_a_child_whose_parent_was_deleted_never_runs(gateway, hosts, tmp_path):
         assert child["status"] == "CANCELLED"
         assert "was deleted" in child["error"]
     assert lines(markers / "child-0.txt") == lines(markers / "child-1.txt") == 0
+
+
+def test_one_worker_at_concurrency_1_with_two_tags_runs_children_on_its_second_tag(
+    gateway, hosts, tmp_path
+):
+    """The default worker (one slot) serving two tags: the parent waits on ``two-a`` without
+    its slot while its children run on ``two-b``, the worker's other tag."""
+    hosts("two-tags", ["two-a", "two-b"])
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    params = {"n": 3, "child_tag": "two-b", "marker_dir": str(markers)}
+    run_id = gateway.submit("parent", params, tag="two-a")
+    final = gateway.wait(run_id, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["task_records"]["total"]["output"] == {"total": 0 + 1 + 4}
+    children = [gateway.get(child) for child in final["child_run_ids"]]
+    assert [c["tag"] for c in children] == ["two-b"] * 3
+    assert {c["status"] for c in children} == {"COMPLETED"}
+    assert lines(markers / "prepare.txt") == 1
