@@ -17,6 +17,7 @@ import falcon.asgi
 from falcon.media import JSONHandler, MultipartFormHandler
 from falcon.util.mediatypes import parse_header
 
+from ..config import Settings
 from ..nesting import NestingTooDeep, loads_bounded
 from ..text import has_lone_surrogate, json_may_hold_surrogates
 from .error_responses import BODY_TOO_LARGE, ApiError, invalid, too_deep
@@ -164,3 +165,10 @@ def required_file(form: dict[str, FormPart], field: str, what: str) -> FormPart:
             [{"field": field, "message": "required"}],
         )
     return part
+
+
+async def read_json(req: falcon.asgi.Request, settings: Settings, limit: int | None = None) -> Any:
+    """The JSON body, capped at ``limit`` bytes (default ``PYOCO_HTTP_MAX_BODY_BYTES``) and at
+    ``PYOCO_MAX_NESTING_DEPTH`` levels."""
+    raw = await read_body(req, settings.http_max_body_bytes if limit is None else limit)
+    return parse_json(req, raw, settings.max_nesting_depth)

@@ -13,7 +13,7 @@ from ...plugin_registry.preflight import WheelRejected, inspect_wheel
 from ...plugin_registry.signing import check_signature_document
 from ...plugin_registry.store import PluginRegistry, VersionConflict, WheelNotFound
 from ..error_responses import ApiError, invalid
-from ..media import parse_json, read_body, read_form
+from ..media import read_form, read_json
 from ..services import GatewayServices
 from .access import actor_of, require_operator, require_reader
 
@@ -177,8 +177,7 @@ class WheelPinResource:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
         require_operator(req, settings, "pin plugin versions")
-        raw = await read_body(req, settings.http_max_body_bytes)
-        body = parse_json(req, raw, settings.max_nesting_depth)
+        body = await read_json(req, settings)
         distribution = body.get("distribution") if isinstance(body, dict) else None
         version = body.get("version") if isinstance(body, dict) else None
         if not isinstance(distribution, str) or not distribution.strip():

@@ -14,7 +14,7 @@ from ...run_store import RunNotFound
 from ..cancel import cancel_run
 from ..children.listing import list_children, parent_filter
 from ..error_responses import invalid, run_not_found
-from ..media import parse_json, read_body
+from ..media import read_json
 from ..run_delta.listing import delta_page, delta_query, is_delta
 from ..run_view import RUN_INCLUDES, run_view, visible_snapshot
 from ..services import GatewayServices
@@ -55,8 +55,7 @@ class RunsResource:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
         key = idempotency_key(req)
-        raw = await read_body(req, settings.http_max_body_bytes)
-        request = run_request_from_json(parse_json(req, raw, settings.max_nesting_depth), settings)
+        request = run_request_from_json(await read_json(req, settings), settings)
         submitted = await submit_run(self.services, caller_of(req), request, idempotency_key=key)
         _respond_submitted(resp, submitted)
 

@@ -20,7 +20,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from ...run_store import RunNotFound
 from ..error_responses import ApiError, invalid, nats_unavailable
-from ..media import parse_json, read_body
+from ..media import read_json
 from ..services import GatewayServices
 from ..tenancy import Caller, caller_of
 from ..validation import includes, run_request_from_json
@@ -75,9 +75,7 @@ class SchedulesResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         settings = self.services.settings
-        body = parse_json(
-            req, await read_body(req, settings.http_max_body_bytes), settings.max_nesting_depth
-        )
+        body = await read_json(req, settings)
         if not isinstance(body, dict):
             raise invalid("the body must be a JSON object", [{"field": "body", "message": "!"}])
         request = run_request_from_json(body, settings)
@@ -219,9 +217,7 @@ class ScheduleResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
     ) -> None:
         settings = self.services.settings
-        body = parse_json(
-            req, await read_body(req, settings.http_max_body_bytes), settings.max_nesting_depth
-        )
+        body = await read_json(req, settings)
         if not isinstance(body, dict) or not body:
             raise invalid(
                 "the body must be a JSON object with fields to change",
@@ -323,9 +319,7 @@ class ScheduleBackfillResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, schedule_id: str
     ) -> None:
         settings = self.services.settings
-        body = parse_json(
-            req, await read_body(req, settings.http_max_body_bytes), settings.max_nesting_depth
-        )
+        body = await read_json(req, settings)
         problems = Problems()
         if not isinstance(body, dict):
             raise invalid("the body must be a JSON object with start and end")

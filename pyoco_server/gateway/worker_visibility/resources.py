@@ -9,7 +9,7 @@ import falcon
 import falcon.asgi
 
 from ..error_responses import ApiError, invalid
-from ..media import parse_json, read_body
+from ..media import read_json
 from ..services import GatewayServices
 from ..workers import get_worker, list_workers
 from .flags import hidden_workers, set_hidden
@@ -63,8 +63,7 @@ class WorkerResource:
     async def on_patch(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, worker_id: str
     ) -> None:
-        raw = await read_body(req, PATCH_MAX_BYTES)
-        body = parse_json(req, raw, self.services.settings.max_nesting_depth)
+        body = await read_json(req, self.services.settings, PATCH_MAX_BYTES)
         if not isinstance(body, dict) or not isinstance(body.get("hidden"), bool):
             raise invalid(
                 'the body must be a JSON object {"hidden": true|false}',
