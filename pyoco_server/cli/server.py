@@ -157,6 +157,10 @@ def _up(args: argparse.Namespace) -> int:
     embedded = None
     worker = None
     signal.signal(signal.SIGTERM, _raise_terminated)
+    # Started from a script's background job, SIGINT arrives ignored (SIG_IGN is inherited):
+    # uvicorn still stops on it, but restores that handler and re-raises into nothing, so the
+    # exit would be 0. Ctrl-C / SIGINT always means KeyboardInterrupt -> 130 here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if settings.nats_url is None or args.with_nats_bootstrap:
             embedded = EmbeddedNats(
