@@ -210,6 +210,8 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
                 [*legacy, "--flow-resolver", RESOLVER],
                 legacy_jobs=True,
                 cwd=Path(tempfile.gettempdir()),
+                # 0.5.1 wedges on 3.11's wait_for; see the sitecustomize's docstring.
+                env={"PYTHONPATH": str(ROOT / "benchmarks" / "baseline_py312_wait_for")},
             )
         )
     return result
