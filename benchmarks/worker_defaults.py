@@ -42,7 +42,13 @@ sys.path.insert(0, str(ROOT))
 
 from pyoco_server.config import Settings  # noqa: E402
 from pyoco_server.embedded import EmbeddedNats  # noqa: E402
-from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot  # noqa: E402
+from pyoco_server.jobs import (  # noqa: E402
+    build_job,
+    encode_job,
+    message_id,
+    pending_snapshot,
+    with_pending,
+)
 from pyoco_server.nats_client import connect, ensure_resources  # noqa: E402
 
 RESOLVER = f"{ROOT}/benchmarks/flows.py:resolve"
@@ -89,9 +95,14 @@ def process_tree(pid: int) -> list[int]:
 
 
 async def submit_ours(js: Any, kv: Any, job: dict[str, Any]) -> None:
-    await kv.create(job["run_id"], json.dumps(pending_snapshot(job)).encode())
+    """As the gateway does: PENDING snapshot, then the job telling its revision."""
+    snapshot = pending_snapshot(job)
+    snapshot["updated_at"] = time.time()
+    revision = await kv.create(job["run_id"], json.dumps(snapshot).encode())
     await js.publish(
-        f"pyoco.work.{job['tag']}", encode_job(job), headers={"Nats-Msg-Id": message_id(job)}
+        f"pyoco.work.{job['tag']}",
+        encode_job(with_pending(job, snapshot, revision)),
+        headers={"Nats-Msg-Id": message_id(job)},
     )
 
 

@@ -13,6 +13,10 @@ from .model import PENDING
 
 #: Header that makes JetStream drop a duplicate publish within the stream's duplicate window.
 MSG_ID_HEADER = "Nats-Msg-Id"
+#: Optional job field: the KV revision of the PENDING snapshot the gateway created for the job,
+#: and the fields that snapshot has beyond :func:`pending_snapshot` (plugin fields). With it a
+#: worker claims the run without reading the snapshot first (docs/worker.md, "Claim").
+PENDING_FIELD = "pending_snapshot"
 
 
 class InvalidJob(ValueError):
@@ -110,3 +114,49 @@ def pending_snapshot(job: dict[str, Any]) -> dict[str, Any]:
         snapshot["tenant_id"] = job["tenant_id"]
         snapshot["api_key_id"] = job.get("api_key_id")
     return snapshot
+
+
+def with_pending(job: dict[str, Any], stored: dict[str, Any], revision: int) -> dict[str, Any]:
+    """``job`` plus :data:`PENDING_FIELD` for the PENDING snapshot ``stored`` at ``revision``.
+
+    ``stored`` is the snapshot as written (enriched by plugins, maybe capped). When it lacks a
+    field :func:`pending_snapshot` would give (the size cap shed it), the snapshot cannot be
+    rebuilt from the job and ``job`` is returned unchanged.
+    """
+    base = pending_snapshot(job)
+    if any(key not in stored for key in base):
+        return job
+    extra = {
+        key: value
+        for key, value in stored.items()
+        if key != "updated_at" and (key not in base or base[key] != value)
+    }
+    return {**job, PENDING_FIELD: {"revision": revision, "extra": extra}}
+
+
+def without_pending(job: dict[str, Any]) -> dict[str, Any]:
+    """``job`` without :data:`PENDING_FIELD` (for a job queued again for an existing run)."""
+    return {key: value for key, value in job.items() if key != PENDING_FIELD}
+
+
+def pending_from_job(job: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
+    """The PENDING snapshot the gateway created for ``job`` and its revision, rebuilt from
+    :data:`PENDING_FIELD`; ``None`` when the job does not carry a usable one.
+
+    The pair is only a starting point for a compare-and-set: if the run changed since (a
+    cancel, a redelivery of a job that already ran), the write fails and the latest snapshot
+    is read as usual.
+    """
+    info = job.get(PENDING_FIELD)
+    if not isinstance(info, dict):
+        return None
+    revision, extra = info.get("revision"), info.get("extra")
+    if type(revision) is not int or revision < 1 or not isinstance(extra, dict):
+        return None
+    if not isinstance(job.get("tag"), str) or not isinstance(job.get("tags"), list):
+        return None
+    if "submitted_at" not in job:
+        return None
+    snapshot = pending_snapshot({"params": {}, **job})
+    snapshot.update(extra)
+    return snapshot, revision

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pyoco_server.config import Settings
-from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot
+from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot, with_pending
 from pyoco_server.model import is_terminal
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.plugins import build_plugin_manager
@@ -55,11 +55,13 @@ def make_job(
 
 
 async def submit(js: Any, store: RunStore, settings: Settings, job: dict[str, Any]) -> str:
-    """Exactly what the gateway does: PENDING snapshot first, then the job message."""
-    await store.create(pending_snapshot(job), job)
+    """Exactly what the gateway does: PENDING snapshot first, then the job message (which
+    tells the snapshot's revision, see :func:`pyoco_server.jobs.with_pending`)."""
+    snapshot = pending_snapshot(job)
+    revision = await store.create(snapshot, job)
     await js.publish(
         settings.work_subject(job["tag"]),
-        encode_job(job),
+        encode_job(with_pending(job, snapshot, revision)),
         headers={"Nats-Msg-Id": message_id(job)},
     )
     return job["run_id"]

@@ -41,7 +41,7 @@ from nats.js.errors import NotFoundError
 
 from ..config import Settings
 from ..errors import err_id, msg_id
-from ..jobs import InvalidJob, build_job, decode_job
+from ..jobs import InvalidJob, build_job, decode_job, without_pending
 from ..log import get_logger
 from ..model import CANCELLED, CANCELLING, FAILED, PENDING, RUNNING, is_terminal
 from ..nats_client import NatsConnection
@@ -461,7 +461,7 @@ class Reconciler:
         if snapshot.get("tenant_id") is not None:
             entry["tenant_id"] = snapshot["tenant_id"]
         if job is not None:
-            entry["job"] = job
+            entry["job"] = without_pending(job)  # as a worker's dead letter carries it
         else:
             entry["job_unavailable"] = (
                 "the job message is gone and cannot be rebuilt from the snapshot (a YAML "

@@ -36,7 +36,7 @@ from typing import Any
 from nats.js.errors import NotFoundError
 
 from ..errors import PolicyViolation
-from ..jobs import MSG_ID_HEADER, InvalidJob, decode_job, message_id
+from ..jobs import MSG_ID_HEADER, InvalidJob, decode_job, message_id, without_pending
 from ..log import get_logger
 from ..model import PENDING, WorkflowContext, is_terminal
 from ..run_store import RunNotFound
@@ -413,7 +413,8 @@ class Redriver:
                 run_id=run_id,
                 status=reopen.refused_status,
             )
-        new_job = {**job, "attempt": reopen.attempt}
+        # A stale PENDING snapshot revision only costs the worker a failed write: drop it.
+        new_job = {**without_pending(job), "attempt": reopen.attempt}
         try:
             payload = encoded_job(self.services, new_job)
             await self._publish(new_job, payload)

@@ -21,7 +21,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..jobs import MSG_ID_HEADER, build_job, encode_job, message_id, pending_snapshot
+from ..jobs import (
+    MSG_ID_HEADER,
+    build_job,
+    encode_job,
+    message_id,
+    pending_snapshot,
+    with_pending,
+)
 from ..log import get_logger
 from ..model import PENDING
 from ..run_store import RunNotFound, RunStore
@@ -80,16 +87,33 @@ async def publish_job(services: GatewayServices, job: dict[str, Any], payload: b
     )
 
 
+def _with_pending_payload(
+    services: GatewayServices,
+    job: dict[str, Any],
+    snapshot: dict[str, Any],
+    revision: int,
+    payload: bytes,
+) -> bytes:
+    """The job's message with :func:`~pyoco_server.jobs.with_pending`, unless that would make
+    it larger than NATS accepts (``payload``, checked already, is used then)."""
+    extended = encode_job(with_pending(job, snapshot, revision))
+    max_payload = services.nats.nc.max_payload if services.nats.nc else 0
+    return payload if max_payload and len(extended) > max_payload else extended
+
+
 async def publish_run(services: GatewayServices, job: dict[str, Any]) -> None:
     """Store the PENDING snapshot of ``job`` and queue it; undo the snapshot on failure."""
     payload = encoded_job(services, job)
     store = await services.run_store()
+    snapshot = pending_snapshot(job)
     try:
-        await store.create(pending_snapshot(job), job)
+        revision = await store.create(snapshot, job)
     except asyncio.TimeoutError:
         # The create may have been stored although its answer was lost: undo it too.
         await _remove_orphan(store, job["run_id"])
         raise
+    # The job tells the worker the snapshot it creates here, saving the worker a read.
+    payload = _with_pending_payload(services, job, snapshot, revision, payload)
     try:
         await publish_job(services, job, payload)
     except Exception as exc:

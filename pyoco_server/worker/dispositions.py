@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import err_id, msg_id
+from ..jobs import without_pending
 from ..log import get_logger
 from ..model import FAILED, PENDING, Disposition, Failure, is_terminal
 from ..nats_client import NatsConnection
@@ -101,7 +102,9 @@ def dead_letter(
         entry["tenant_id"] = job["tenant_id"]
     raw = delivery.msg.data or b""
     if failure.job is not None and isinstance(failure.job, dict) and len(raw) <= DLQ_JOB_MAX_BYTES:
-        entry["job"] = failure.job
+        # Without the PENDING snapshot revision: it is stale by now and means nothing to a
+        # reader of the dead letter or to a redrive.
+        entry["job"] = without_pending(failure.job)
     else:
         entry["payload"] = raw[:DLQ_PREVIEW_BYTES].decode("utf-8", errors="replace")
         entry["payload_bytes"] = len(raw)

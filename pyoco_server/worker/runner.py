@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from ..errors import err_id, msg_id
-from ..jobs import InvalidJob, decode_job
+from ..jobs import InvalidJob, decode_job, pending_from_job
 from ..log import get_logger
 from ..model import CANCELLED, Failure
 from ..run_store import RunNotFound
@@ -173,7 +173,10 @@ class JobRunner:
             resume=job.get("resume") if isinstance(job.get("resume"), int) else 0,
         )
         try:
-            run.latest = await self.store.update(job["run_id"], claim, "started", job)
+            # A job from the gateway carries the PENDING snapshot it created: the claim is a
+            # single compare-and-set on it (a stale one fails and the latest is read).
+            known = pending_from_job(job)
+            run.latest = await self.store.update(job["run_id"], claim, "started", job, known)
         except RunNotFound:
             # The gateway removes a run whose publish it reported as failed: the client was
             # told the run does not exist, so it must not run.

@@ -12,7 +12,7 @@ from worker_support import YAML_FLOW
 
 from pyoco_server.gateway.dead_letters import DeadLetterQueue
 from pyoco_server.gateway.tenancy import Caller
-from pyoco_server.jobs import build_job
+from pyoco_server.jobs import build_job, without_pending
 from pyoco_server.plugins import build_plugin_manager
 from pyoco_server.run_store import RunStore
 
@@ -36,12 +36,13 @@ async def publish_dead_letter(js, settings, tag: str, **fields) -> int:
 
 
 async def failed_run(gateway, nc, settings, headers=None, **body) -> tuple[str, dict]:
-    """Submit a run through the API, end it FAILED as a worker would; returns (run_id, job)."""
+    """Submit a run through the API, end it FAILED as a worker would; returns (run_id, job),
+    the job as a worker's dead letter carries it."""
     body = {"flow_name": "flaky", "params": {"n": 1}, **body}
     answer = await gateway.simulate_post("/runs", json=body, headers=headers or {})
     assert answer.status_code == 200, answer.text
     run_id = answer.json["run_id"]
-    job = json.loads((await stored_jobs(nc, settings))[-1].data)
+    job = without_pending(json.loads((await stored_jobs(nc, settings))[-1].data))
     assert job["run_id"] == run_id
     store = await run_store(nc, settings)
     await store.update(
@@ -185,7 +186,8 @@ async def test_redrive_as_a_new_run_carries_the_yaml_again(gateway, nc, gateway_
         "/runs/yaml", **multipart(YAML_FLOW, flow_name="main", tag="yaml")
     )
     run_id = answer.json["run_id"]
-    job = json.loads((await stored_jobs(nc, gateway_settings))[-1].data)
+    # as a worker's dead letter carries it
+    job = without_pending(json.loads((await stored_jobs(nc, gateway_settings))[-1].data))
     assert job["workflow_yaml"] == YAML_FLOW.decode()
     store = await run_store(nc, gateway_settings)
     await store.update(run_id, lambda s: {**s, "status": "FAILED", "error": "x"}, "failed")

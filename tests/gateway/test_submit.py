@@ -8,6 +8,8 @@ import uuid
 import pytest
 from gwtools import TENANT_HEADER, assert_error, start_gateway, stored_jobs, stored_run_ids
 
+from pyoco_server.jobs import pending_from_job
+
 
 async def test_submit_stores_pending_snapshot_and_queues_one_job(gateway, nc, gateway_settings):
     result = await gateway.simulate_post(
@@ -62,6 +64,28 @@ async def test_the_job_carries_a_message_id_so_a_retried_publish_is_dropped(
     )
     assert ack.duplicate
     assert len(await stored_jobs(nc, gateway_settings)) == 1
+
+
+@pytest.mark.parametrize("tenant", [None, "acme"])
+async def test_the_job_tells_the_worker_the_pending_snapshot_it_can_claim_without_a_read(
+    gateway, nc, gateway_settings, tenant
+):
+    headers = {TENANT_HEADER: tenant} if tenant else {}
+    result = await gateway.simulate_post(
+        "/runs", json={"flow_name": "demo", "params": {"x": [1, 2]}}, headers=headers
+    )
+    run_id = result.json["run_id"]
+    job = json.loads((await stored_jobs(nc, gateway_settings))[0].data)
+    entry = await (await nc.jetstream().key_value(gateway_settings.runs_kv_bucket)).get(run_id)
+    stored = json.loads(entry.value)
+    rebuilt = pending_from_job(job)
+    assert rebuilt is not None
+    snapshot, revision = rebuilt
+    assert revision == entry.revision
+    del stored["updated_at"], snapshot["updated_at"]  # restamped by every write
+    assert snapshot == stored
+    if tenant:
+        assert (snapshot["tenant_id"], snapshot["api_key_id"]) == ("acme", "key-of-acme")
 
 
 @pytest.mark.parametrize(
