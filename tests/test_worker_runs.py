@@ -290,6 +290,28 @@ async def test_concurrent_runs_overlap_and_leave_no_artifacts(system, shared_set
     snapshot = await wait_for_run(store, run_id)
     run_dir = Path(snapshot["task_records"]["chatty"]["output"])
     worker_cwd = worker.log_path.parent
-    assert run_dir != worker_cwd and not run_dir.exists(), "the run directory was kept"
+    assert run_dir != worker_cwd and not any(run_dir.glob("*/*")), "a run left files behind"
     assert not (worker_cwd / "artifacts").exists()
     assert "hello from a task" in worker.log()
+
+
+@pytest.mark.parametrize("concurrency", ["1", "2"])
+async def test_every_run_starts_in_an_empty_directory(nc, nats_server, tmp_path, concurrency):
+    settings = isolated_settings(nats_server.url)
+    js, store = await open_store(nc, settings)
+    process = WorkerProcess(settings, tmp_path, "--concurrency", concurrency)
+    try:
+        await process.wait_ready(js, settings)
+        outputs = []
+        for _ in range(4):  # every execution process runs at least twice
+            run_id = await submit(js, store, settings, make_job("litter"))
+            snapshot = await wait_for_run(store, run_id)
+            assert snapshot["status"] == "COMPLETED", snapshot
+            outputs.append(snapshot["task_records"]["litter"]["output"])
+    finally:
+        process.stop()
+    for output in outputs:
+        # what the run before it in the same process left is gone; pyoco's artifacts/ is empty
+        assert output["found"] in ([], ["artifacts"]), output
+        assert output["artifacts"] in (None, []), output
+    assert len({output["cwd"] for output in outputs}) <= int(concurrency) + 1

@@ -31,6 +31,7 @@ FLOWS = {
     "marker_wait_nap": (worker_tasks.append_marker, worker_tasks.wait_for_file, sample_tasks.nap),
     "big": (worker_tasks.big_output,),
     "chatty": (worker_tasks.chatty,),
+    "litter": (worker_tasks.litter,),
     "steps": (worker_tasks.step_one, worker_tasks.step_two, worker_tasks.step_three),
     "stubborn": (worker_tasks.ignore_cancel, sample_tasks.nap),
     "flaky": (worker_tasks.fails_unless_flag,),

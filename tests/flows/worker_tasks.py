@@ -37,6 +37,16 @@ def chatty() -> str:
     return os.getcwd()
 
 
+def litter() -> dict:
+    """What the run's working directory held when the task started, then leave things in it."""
+    found = sorted(os.listdir("."))
+    artifacts = sorted(os.listdir("artifacts")) if os.path.isdir("artifacts") else None
+    Path("left-behind.txt").write_text("x")
+    Path("artifacts", "report.txt").write_text("x")
+    Path("nested", "deeper").mkdir(parents=True)
+    return {"cwd": os.getcwd(), "found": found, "artifacts": artifacts}
+
+
 def step_one(step_seconds: float = 0.3) -> str:
     time.sleep(step_seconds)
     return "one"
