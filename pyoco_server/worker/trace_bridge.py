@@ -72,6 +72,9 @@ class ProgressReporter:
         self._run: tuple[str, RunContext] | None = None
         self._dirty = False
         self._not_before = 0.0
+        #: The reporting thread waits for a change (not for the rate limit): only then does a
+        #: change need to wake it. A run shorter than ``settle`` wakes it at most once.
+        self._idle = False
         thread = threading.Thread(target=self._loop, name="pyoco-progress", daemon=True)
         thread.start()
 
@@ -85,7 +88,8 @@ class ProgressReporter:
         """Something about the run changed; report it when the rate limit allows."""
         with self._cond:
             self._dirty = True
-            self._cond.notify()
+            if self._idle:
+                self._cond.notify()
 
     def end(self) -> None:
         """Stop reporting the current run; returns after any progress message in flight."""
@@ -97,7 +101,9 @@ class ProgressReporter:
         while True:
             with self._cond:
                 while self._run is None or not self._dirty:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                 delay = self._not_before - time.monotonic()
                 if delay > 0:
                     self._cond.wait(delay)
