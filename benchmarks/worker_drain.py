@@ -32,7 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 from pyoco_server.config import Settings  # noqa: E402
 from pyoco_server.embedded import EmbeddedNats  # noqa: E402
-from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot  # noqa: E402
+from pyoco_server.jobs import (  # noqa: E402
+    build_job,
+    encode_job,
+    message_id,
+    pending_snapshot,
+    with_pending,
+)
 from pyoco_server.log import configure_logging  # noqa: E402
 from pyoco_server.model import is_terminal  # noqa: E402
 from pyoco_server.nats_client import connect, ensure_resources  # noqa: E402
@@ -143,9 +149,13 @@ class Finishes:
 
 
 async def submit(js: Any, store: RunStore, settings: Settings, job: dict[str, Any]) -> None:
-    await store.create(pending_snapshot(job), job)
+    """As the gateway does: PENDING snapshot, then the job telling its revision."""
+    snapshot = pending_snapshot(job)
+    revision = await store.create(snapshot, job)
     await js.publish(
-        settings.work_subject(job["tag"]), encode_job(job), headers={"Nats-Msg-Id": message_id(job)}
+        settings.work_subject(job["tag"]),
+        encode_job(with_pending(job, snapshot, revision)),
+        headers={"Nats-Msg-Id": message_id(job)},
     )
 
 

@@ -35,7 +35,7 @@ from worker_drain import Workers, fresh_settings
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
-from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot
+from pyoco_server.jobs import build_job, encode_job, message_id, pending_snapshot, with_pending
 from pyoco_server.nats_client import connect, ensure_resources
 from pyoco_server.plugins import build_plugin_manager
 from pyoco_server.run_store import RunStore
@@ -84,11 +84,12 @@ class Host:
         """Publish a job; returns (run id, wall clock just before the publish)."""
         job = build_job(str(uuid.uuid4()), flow, tag, [tag], params or {})
         self.ended[job["run_id"]] = asyncio.get_running_loop().create_future()
-        await self.store.create(pending_snapshot(job), job)
+        snapshot = pending_snapshot(job)
+        revision = await self.store.create(snapshot, job)
         published = time.time()
         await self.js.publish(
             self.settings.work_subject(tag),
-            encode_job(job),
+            encode_job(with_pending(job, snapshot, revision)),
             headers={"Nats-Msg-Id": message_id(job)},
         )
         return job["run_id"], published
