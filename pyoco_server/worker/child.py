@@ -5,12 +5,17 @@ receives its configuration over the socket ``FD``, builds its own plugin manager
 functions, so they are resolved here, never pickled), then executes one job at a time and
 streams progress and the outcome back. It ignores SIGINT/SIGTERM (the host decides when runs
 stop) and exits when the host closes the socket or dies.
+
+It stays lean (docs/worker.md, "Memory"): nothing here imports asyncio, nats or structlog, which
+together cost ~13 MiB per process; structlog is configured only when something loaded in the
+process uses it (``--trace-plugins``, or a plugin or resolver module that imports it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import queue
 import shutil
@@ -23,12 +28,9 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import PyocoServerError
-from ..log import configure_logging, get_logger
 from ..model import FAILED
 from .lifeline import die_with_parent
 from .protocol import BlockingChannel, Outcome
-
-log = get_logger(__name__)
 
 
 def settings_to_wire(settings: Settings) -> dict[str, Any]:
@@ -56,21 +58,39 @@ def _exit_now(code: int = 0) -> None:
     os._exit(code)
 
 
+def _configure_stdlib_logging(settings: Settings) -> None:
+    """Library warnings go to stderr at the host's level, as ``configure_logging`` sets it."""
+    level = getattr(logging, settings.log_level)
+    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def _configure_structlog(settings: Settings, config: dict[str, Any]) -> Any:
+    """The host's structlog set-up, with this process's context; returns ``get_logger``."""
+    import structlog
+
+    from ..log import configure_logging, get_logger
+
+    configure_logging(settings, "pyoco-server:worker")
+    structlog.contextvars.bind_contextvars(
+        worker_id=config.get("worker_id"), process=f"exec-{config.get('index')}"
+    )
+    return get_logger
+
+
 def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
-    from ..hook_trace import TRACE_LOGGER, enable_tracing
     from ..plugins import PluginOptions, build_plugin_manager
 
     settings = settings_from_wire(config["settings"])
-    configure_logging(settings, "pyoco-server:worker")
-    import structlog
-
-    structlog.contextvars.bind_contextvars(
-        worker_id=config.get("worker_id"), process=f"exec-{config.get('index')}"
+    _configure_stdlib_logging(settings)
+    plugin_sync = config.get("plugin_paths") is not None  # pyoco-worker --plugin-sync
+    # --plugin-sync logs (and loads cryptography) anyway; --trace-plugins is for debugging.
+    get_logger = (
+        _configure_structlog(settings, config) if plugin_sync or settings.trace_plugins else None
     )
     selection = config.get("plugins") or {}
     allow = selection.get("allow")
     also = selection.get("also")
-    if config.get("plugin_paths") is not None:  # pyoco-worker --plugin-sync
+    if plugin_sync:
         from .plugin_sync.plugin_set import activate, select_available
 
         activate(config["plugin_paths"])
@@ -82,7 +102,11 @@ def _setup(config: dict[str, Any]) -> tuple[Settings, Any]:
         also=also or (),
         options=PluginOptions(flow_resolver=config.get("flow_resolver")),
     )
-    if settings.trace_plugins:
+    if get_logger is None and "structlog" in sys.modules:  # a plugin or resolver logs with it
+        get_logger = _configure_structlog(settings, config)
+    if settings.trace_plugins and get_logger is not None:
+        from ..hook_trace import TRACE_LOGGER, enable_tracing
+
         enable_tracing(pm, get_logger(TRACE_LOGGER))
     return settings, pm
 

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import PyocoServerError
 from ..log import get_logger
 from ..model import FAILED
-from .protocol import Outcome, encode, read_message
+from .protocol import HEADER, Outcome, check_length, decode, encode
 
 log = get_logger(__name__)
 
@@ -31,6 +31,17 @@ log = get_logger(__name__)
 STARTUP_TIMEOUT_SEC = 60.0
 #: Waits between attempts to replace an execution process that keeps failing to start.
 RESPAWN_DELAYS_SEC = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The host's end: the next message, or ``None`` when the process closed its end."""
+    try:
+        header = await reader.readexactly(HEADER.size)
+        (length,) = HEADER.unpack(header)
+        check_length(length)
+        return decode(await reader.readexactly(length))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
 
 
 class ExecutionProcessError(PyocoServerError):

@@ -2,6 +2,8 @@
 
 Messages are JSON objects framed by a 4-byte big-endian length, sent over a Unix socket pair.
 JSON (not pickle) keeps the host safe from whatever a flow's code does inside its process.
+This module is imported by execution processes, so it never imports asyncio (and, through
+it, ssl): the host's asyncio reader is :func:`pyoco_server.worker.pool.read_message`.
 
 Host → execution process: ``config`` (once, first), ``run`` (one job), ``cancel``.
 Execution process → host: ``ready`` or ``fatal`` (once, first), ``progress``, ``spawn`` (a task
@@ -10,7 +12,6 @@ started a child run), ``done``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import struct
@@ -57,7 +58,7 @@ def decode(data: bytes) -> dict[str, Any]:
     return message
 
 
-def _check_length(length: int) -> None:
+def check_length(length: int) -> None:
     if length > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {length} bytes exceeds {MAX_MESSAGE_BYTES}")
 
@@ -89,22 +90,11 @@ class BlockingChannel:
         if header is None:
             return None
         (length,) = HEADER.unpack(header)
-        _check_length(length)
+        check_length(length)
         data = self._read_exactly(length)
         if data is None:
             return None
         return decode(data)
-
-
-async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The host's end: the next message, or ``None`` when the process closed its end."""
-    try:
-        header = await reader.readexactly(HEADER.size)
-        (length,) = HEADER.unpack(header)
-        _check_length(length)
-        return decode(await reader.readexactly(length))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
 
 
 @dataclass
