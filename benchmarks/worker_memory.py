@@ -9,7 +9,9 @@ and which heavy native modules each process has mapped (``_ssl``/``_asyncio``: a
 ssl; ``_rust``: cryptography; ``_yaml``: PyYAML's C loader).
 
 RSS counts a page shared by several processes once in every one of them; PSS divides it among
-them; USS is what the process alone holds (what killing it would free). Targets (issue 14
+them; USS is what the process alone holds (what killing it would free). Execution processes
+are forked from one fork server (``pyoco_server.worker.child``), so most of their pages are
+shared with it and with each other: counted in full by RSS, fairly by PSS. Targets (issue 14
 point 5): one slot <= 48 MiB in total, each further slot <= 12 MiB more.
 
 Usage: ``.venv/bin/python benchmarks/worker_memory.py [--runs 200] [--slots 1,2,4]``.
@@ -45,8 +47,9 @@ TAGS = ("default", "main")
 MARKERS = {"_ssl": "ssl", "_asyncio": "asyncio", "_rust": "cryptography", "_yaml": "yaml"}
 
 
-def memory_of(pid: int) -> dict[str, Any]:
-    """RSS, PSS and USS in KiB, the process's role and the marker modules it has mapped."""
+def memory_of(pid: int, host_pid: int) -> dict[str, Any]:
+    """RSS, PSS and USS in KiB, the process's role (host, fork server, execution) and the
+    marker modules it has mapped."""
     figures = {"rss": 0, "pss": 0, "uss": 0}
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -65,7 +68,12 @@ def memory_of(pid: int) -> dict[str, Any]:
     cmdline = b""
     with contextlib.suppress(OSError):
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    role = "execution" if b"pyoco_server.worker.child" in cmdline else "host"
+    parent = -1
+    with contextlib.suppress(OSError):
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    role = "host"
+    if b"pyoco_server.worker.child" in cmdline:
+        role = "forkserver" if parent == host_pid else "execution"
     return {"pid": pid, "role": role, **figures, "imports": sorted(mapped)}
 
 
@@ -107,7 +115,7 @@ async def measure(slots: int, runs: int, tmp: Path, timeout: float = 120.0) -> d
         await asyncio.wait_for(drained, timeout)
         await watcher.unsubscribe()
         await asyncio.sleep(1.0)  # idle again
-        processes = [memory_of(pid) for pid in process_tree(worker.pid)]
+        processes = [memory_of(pid, worker.pid) for pid in process_tree(worker.pid)]
         total = {key: sum(p[key] for p in processes) for key in ("rss", "pss", "uss")}
         return {"slots": slots, "processes": processes, "total_kib": total}
     finally:
