@@ -14,7 +14,10 @@ are forked from one fork server (``pyoco_server.worker.child``), so most of thei
 shared with it and with each other: counted in full by RSS, fairly by PSS. Targets (issue 14
 point 5): one slot <= 48 MiB in total, each further slot <= 12 MiB more.
 
-Usage: ``.venv/bin/python benchmarks/worker_memory.py [--runs 200] [--slots 1,2,4]``.
+Also: how long an execution process killed with ``SIGKILL`` takes to be replaced (kill to a
+new process ready and idle in the pool), ``--kills`` times at concurrency 1.
+
+Usage: ``.venv/bin/python benchmarks/worker_memory.py [--runs 200] [--slots 1,2,4] [--kills 20]``.
 Prints a table per concurrency, a summary, then one JSON document (the last line).
 """
 
@@ -25,9 +28,11 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,8 @@ from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.jobs import build_job
 from pyoco_server.nats_client import connect, ensure_resources
+from pyoco_server.worker.child import settings_to_wire
+from pyoco_server.worker.pool import ExecutionPool
 
 TAGS = ("default", "main")
 #: Native modules whose presence in a process's memory map says what it imported.
@@ -130,6 +137,31 @@ async def measure(slots: int, runs: int, tmp: Path, timeout: float = 120.0) -> d
         server.stop()
 
 
+async def replacement_ms(kills: int, tmp: Path) -> list[float]:
+    """Kill the only execution process of a pool ``kills`` times; ms until it is replaced."""
+    config = {
+        "settings": settings_to_wire(Settings()),
+        "plugins": {"allow": None},
+        "flow_resolver": RESOLVER,
+        "work_dir": str(tmp / "replace"),
+        "worker_id": "bench-memory",
+    }
+    pool = ExecutionPool(1, config)
+    await pool.start()
+    times = []
+    try:
+        for _ in range(kills):
+            (old,) = pool.pids
+            started = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            while pool.pids in ([], [old]) or pool._idle.empty():
+                await asyncio.sleep(0.001)
+            times.append(round((time.perf_counter() - started) * 1000, 1))
+    finally:
+        await pool.stop()
+    return sorted(times)
+
+
 def mib(kib: float) -> str:
     return f"{kib / 1024:8.1f}"
 
@@ -162,16 +194,21 @@ def report(results: list[dict[str, Any]]) -> None:
     print(f"load average {os.getloadavg()}")
 
 
-async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
+async def main(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[float]]:
     slots = [int(item) for item in args.slots.split(",")]
     with tempfile.TemporaryDirectory(prefix="pyoco-bench-memory-") as tmp:
-        return [await measure(count, args.runs, Path(tmp)) for count in slots]
+        results = [await measure(count, args.runs, Path(tmp)) for count in slots]
+        return results, await replacement_ms(args.kills, Path(tmp))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="runs before measuring [200]")
     parser.add_argument("--slots", default="1,2,4", help="concurrencies to measure [1,2,4]")
-    results = asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--kills", type=int, default=20, help="replacements to time [20]")
+    results, replacements = asyncio.run(main(parser.parse_args()))
     report(results)
-    print(json.dumps({"results": results, "load_average": os.getloadavg()}))
+    middle = replacements[len(replacements) // 2] if replacements else None
+    print(f"replacement of a killed execution process: median {middle} ms, all {replacements}")
+    document = {"results": results, "replacement_ms": replacements}
+    print(json.dumps({**document, "load_average": os.getloadavg()}))
