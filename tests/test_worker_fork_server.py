@@ -14,6 +14,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from worker_support import (
     WorkerProcess,
     alive,
@@ -25,7 +26,10 @@ from worker_support import (
     wait_until,
 )
 
+from pyoco_server.config import Settings
 from pyoco_server.testing import isolated_settings
+from pyoco_server.worker.child import settings_to_wire
+from pyoco_server.worker.pool import ExecutionPool, ExecutionProcessError
 
 TWO_TAGS = ("--concurrency", "1", "--tags", "default,main")
 
@@ -139,3 +143,31 @@ async def test_nothing_outlives_a_killed_host(nc, nats_server, tmp_path):
             await wait_until(lambda pid=pid: asyncio.sleep(0, not alive(pid)), 10, "exit")
     finally:
         worker.stop()
+
+
+THREADED_RESOLVER = """
+import threading, time
+
+threading.Thread(target=time.sleep, args=(3600,), name="background-poller", daemon=True).start()
+
+
+def resolve(name):
+    return None
+"""
+
+
+async def test_a_resolver_that_starts_a_thread_at_import_stops_the_start(tmp_path):
+    """Forking a process with threads is unsafe: the start fails with ERR-PYOCO-0023 and says
+    which thread, instead of forking anyway."""
+    resolver = tmp_path / "threaded.py"
+    resolver.write_text(THREADED_RESOLVER)
+    config = {
+        "settings": settings_to_wire(Settings()),
+        "plugins": {"allow": None},
+        "flow_resolver": f"{resolver}:resolve",
+        "work_dir": str(tmp_path / "work"),
+    }
+    with pytest.raises(ExecutionProcessError) as raised:
+        await ExecutionPool(1, config).start()
+    assert raised.value.err_id == "ERR-PYOCO-0023"
+    assert "background-poller" in str(raised.value)

@@ -257,6 +257,13 @@ def serve(channel: BlockingChannel) -> int:
         settings, pm = _setup(config)
         for module in ("execution", "trace_bridge"):  # imported once, shared by every fork
             importlib.import_module(f"{__package__}.{module}")
+        if threading.active_count() > 1:
+            names = sorted(thread.name for thread in threading.enumerate())
+            raise RuntimeError(
+                "a plugin or the flow resolver started a thread while being imported "
+                f"({', '.join(names)}); execution processes are forked from this process, "
+                "and a process with threads cannot be forked safely: start threads in hooks"
+            )
     except Exception as exc:
         _report_fatal(channel, exc)
         return 1
