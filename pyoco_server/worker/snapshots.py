@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..children.changes import resumable
 from ..model import CANCELLED, CANCELLING, PENDING, RUNNING, WAITING, is_terminal
 
 Snapshot = dict[str, Any]
@@ -62,7 +63,11 @@ class Claim:
         if is_terminal(self.found_status) or self._superseded(snapshot):
             self.decision = self.FINISHED
             return None
-        if self.found_status == WAITING or int(snapshot.get("resume") or 0) > self.resume:
+        if resumable(snapshot) and self.resume == int(snapshot.get("resume") or 0) + 1:
+            # The resumption job of a parent whose gateway published it and has not yet (or
+            # never: it died) written the parent PENDING: the job is due, run it.
+            snapshot.update(resume=self.resume, waiting_on=[])
+        elif self.found_status == WAITING or int(snapshot.get("resume") or 0) > self.resume:
             # A suspended parent (or a later resumption of it) owns the run: this delivery is
             # an earlier attempt's, redelivered after it had suspended.
             due = self.found_status == PENDING
