@@ -6,36 +6,7 @@ import time
 
 import httpx
 import pytest
-from childkit import TASKS, WorkerHost
-
-BUNDLE = f"""
-version: 1
-workflows:
-  main:
-    flow:
-      graph: "prepare >> fan >> report"
-      defaults: {{n: 2}}
-    tasks:
-      prepare: {{callable: "{TASKS}:prepare"}}
-      fan:
-        spawn: child
-        inputs: {{i: "$node.prepare.output"}}
-      report: {{callable: "{TASKS}:report"}}
-  child:
-    flow: {{graph: "square"}}
-    tasks:
-      square: {{callable: "CHILD_CALLABLE"}}
-submit:
-  entry_workflow: main
-  inputs: {{n: 3}}
-"""
-
-
-def bundle(child_callable: str = f"{TASKS}:square", target: str = "child") -> bytes:
-    text = BUNDLE.replace("CHILD_CALLABLE", child_callable).replace(
-        "spawn: child", f"spawn: {target}"
-    )
-    return text.encode()
+from childkit import BUNDLE, TASKS, WorkerHost, bundle
 
 
 @pytest.fixture(scope="module")

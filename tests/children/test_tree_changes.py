@@ -13,9 +13,9 @@ from pyoco_server.children.changes import (
     ResumeParent,
     SuspendParent,
 )
-from pyoco_server.worker.snapshots import Claim
 from pyoco_server.worker.children.api import ChildRunFailed, SpawnError, SpawnScope, Suspend
 from pyoco_server.worker.children.ids import child_run_id
+from pyoco_server.worker.snapshots import Claim
 
 
 def running(**fields):

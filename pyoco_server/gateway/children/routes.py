@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import falcon
 import falcon.asgi
 
-from ...children.tree import Continuations, publish
+from ...children.tree import REPUBLISH_WINDOW_SEC, Continuations, publish
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
 from ...run_store import RunNotFound
-from ..error_responses import ApiError, run_not_found
-from ..media import read_form, required_file
+from ..error_responses import ApiError, invalid, run_not_found
+from ..media import parse_json, read_body, read_form, required_file
 from ..run_view import run_view, visible_snapshot
 from ..services import GatewayServices
 from ..submit import encoded_job, publish_run
@@ -28,6 +29,8 @@ log = get_logger(__name__)
 
 #: ERR-PYOCO-0036: approve/reject of a run that is not PENDING_APPROVAL (409).
 NOT_AWAITING_APPROVAL = 36
+#: Longest ``reason`` of a rejection.
+MAX_REASON_CHARS = 1024
 
 
 class RunBundleResource:
@@ -90,10 +93,13 @@ class RunBundleResource:
 
 
 class RunDecisionResource:
-    """``POST /runs/{run_id}/approve`` or ``/reject`` of a PENDING_APPROVAL run.
+    """``POST /runs/{run_id}/approve`` or ``/reject`` of a PENDING_APPROVAL run; a reject may
+    carry ``{"reason": "..."}``.
 
     Answers the snapshot; 409 ERR-PYOCO-0036 when the run is not awaiting approval (a
-    repeated identical decision answers 200 with the snapshot, unchanged).
+    repeated identical decision answers 200 with the snapshot, unchanged). A repeated approval
+    of a run still PENDING queues its job again with the same ``Nats-Msg-Id`` (JetStream keeps
+    one), so a client retrying an approval whose gateway died before publishing loses nothing.
     """
 
     def __init__(self, services: GatewayServices, decision: str) -> None:
@@ -104,9 +110,10 @@ class RunDecisionResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
     ) -> None:
         caller = caller_of(req)
+        reason = await self._reason(req) if self.decision == REJECTED else None
         store = await self.services.run_store()
         await visible_snapshot(store, caller, run_id)
-        change = Decide(self.decision, caller.api_key_id)
+        change = Decide(self.decision, caller.api_key_id, reason)
         try:
             snapshot, _ = await store.update(run_id, change, f"run_{self.decision}")
         except RunNotFound:
@@ -119,10 +126,29 @@ class RunDecisionResource:
                 f"run {run_id!r} is {change.found}, not {PENDING_APPROVAL}",
                 status=change.found,
             )
-        if self.decision == APPROVED and change.applied:
+        if self.decision == APPROVED and (change.applied or _queue_again(snapshot)):
             await self._queue(run_id)
         log.info("run_approval", run_id=run_id, decision=self.decision, applied=change.applied)
         resp.media = await run_view(self.services, snapshot, set())
+
+    async def _reason(self, req: falcon.asgi.Request) -> str | None:
+        """The optional ``reason`` of a rejection (no body, or a JSON object)."""
+        settings = self.services.settings
+        raw = await read_body(req, settings.http_max_body_bytes)
+        if not raw.strip():
+            return None
+        document = parse_json(req, raw, settings.max_nesting_depth)
+        if not isinstance(document, dict):
+            raise invalid("the request body must be a JSON object")
+        reason = document.get("reason")
+        if reason is None:
+            return None
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+            raise invalid(
+                f"reason must be a string of at most {MAX_REASON_CHARS} characters",
+                [{"field": "reason", "message": "expected a short string"}],
+            )
+        return reason.strip() or None
 
     async def _queue(self, run_id: str) -> None:
         settings = self.services.settings
@@ -133,6 +159,19 @@ class RunDecisionResource:
             return
         job = record["job"]
         await publish(self.services.nats, settings, job, f"{run_id}:{job.get('attempt', 1)}")
+
+
+def _queue_again(snapshot: dict[str, Any]) -> bool:
+    """An approved run still PENDING, approved recently enough for JetStream to drop a copy of
+    a job that was published after all."""
+    approval = snapshot.get("approval") or {}
+    at = approval.get("at")
+    return (
+        snapshot.get("status") == PENDING
+        and approval.get("state") == APPROVED
+        and isinstance(at, (int, float))
+        and time.time() - at < REPUBLISH_WINDOW_SEC
+    )
 
 
 def install_child_routes(app: falcon.asgi.App, services: GatewayServices) -> None:
