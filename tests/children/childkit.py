@@ -30,19 +30,26 @@ FAST_REDELIVERY = {
 class WorkerHost:
     """A ``pyoco-worker`` started on a test system's NATS resources."""
 
-    def __init__(self, system: PyocoSystem, worker_id: str, tags: list[str], concurrency: int):
+    def __init__(
+        self,
+        system: PyocoSystem,
+        worker_id: str,
+        tags: list[str],
+        concurrency: int,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.worker_id = worker_id
         self.log_path = system.log_dir / f"{worker_id}.log"
         command = [sys.executable, "-m", "pyoco_server.cli.worker"]
         command += ["--nats-url", system.nats_url, "--worker-id", worker_id]
         command += ["--poll-timeout", "0.5", "--concurrency", str(concurrency)]
         command += ["--tags", ",".join(tags), "--flow-resolver", RESOLVER]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_")}
         with open(self.log_path, "wb") as log_file:
             self.popen = subprocess.Popen(
                 command,
                 cwd=system.log_dir,
-                env={**env, **system.env},
+                env={**base, **system.env, **(extra_env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
