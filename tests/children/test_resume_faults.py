@@ -57,16 +57,20 @@ def _final(base_url: str, run_id: str, timeout: float) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize("point", [BEFORE_RESUME_PUBLISH, BEFORE_RESUME_WRITE])
-def test_a_gateway_killed_while_resuming_a_parent_loses_nothing(nats_server, tmp_path, point):
+def test_a_gateway_killed_while_resuming_a_parent_loses_nothing(
+    nats_server, tmp_path, point, concurrency
+):
     markers = tmp_path / "markers"
     markers.mkdir()
     env = {"PYOCO_RECONCILE_INTERVAL_SEC": "1", CRASH_ENV: point}
     system = start_system(
         nats_server.url, tmp_path / "logs", worker=False, flow_resolver=RESOLVER, env=env
     )
-    # The default users run: one worker at concurrency 1, the parent's children on its tag.
-    host = WorkerHost(system, f"one-{point}", ["g", "other"], 1)
+    # The default users run (one worker at concurrency 1, two tags) and a wider host; the
+    # parent's children run on its tag.
+    host = WorkerHost(system, f"host-{point}-{concurrency}", ["g", "other"], concurrency)
     replacement = None
     try:
         host.wait_listed()
