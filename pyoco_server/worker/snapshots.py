@@ -30,6 +30,11 @@ class Claim:
     or the job is of an earlier ``attempt`` than the run's, superseded by a redrive)
     or ``cancelled`` (a cancel was pending: written CANCELLED without executing).
 
+    A parent's resumption job (``resume`` one above the snapshot's) is run from WAITING when
+    every awaited child is done: the gateway publishes it before writing the parent PENDING
+    (see :mod:`pyoco_server.gateway.children.join`), so it may arrive first, or alone when
+    that gateway died in between.
+
     The claim records the delivery it came from (``job_stream_seq``: the job's sequence in the
     work stream, ``num_delivered``), so the gateway's lost-run reconciliation can ask JetStream
     whether the job can still be delivered again.
