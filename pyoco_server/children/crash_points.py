@@ -2,8 +2,8 @@
 
 ``PYOCO_TEST_CRASH_AT=<point>`` makes the process that reaches ``<point>`` kill itself with
 SIGKILL (no cleanup, like ``kill -9``), so a fault test can stop a gateway exactly between a
-parent's resumption publish and its PENDING write. Unset (the default) it costs one dict
-lookup; never set it outside tests.
+publish and the snapshot write that follows it (a parent's resumption, an approval). Unset
+(the default) it costs one dict lookup; never set it outside tests.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ CRASH_ENV = "PYOCO_TEST_CRASH_AT"
 BEFORE_RESUME_PUBLISH = "before_resume_publish"
 #: The resumption job is published; the parent is not written PENDING yet.
 BEFORE_RESUME_WRITE = "before_resume_write"
+#: An approved bundle run's job is published; the approval is not written yet.
+BEFORE_APPROVAL_WRITE = "before_approval_write"
 
 log = get_logger(__name__)
 

@@ -1,9 +1,11 @@
-"""A gateway killed (SIGKILL) in the middle of resuming a parent loses nothing.
+"""A gateway killed (SIGKILL) in the middle of resuming a parent or of approving a bundle
+loses nothing.
 
 The gateway that notes a parent's last child publishes the resumption job, then writes the
-parent PENDING. The test hook ``PYOCO_TEST_CRASH_AT`` kills the gateway exactly before the
-publish, or between the publish and the write; the parent still completes, with its earlier
-tasks not executed again and exactly its declared children.
+parent PENDING; an approval publishes the bundle run's job, then writes the approval. The test
+hook ``PYOCO_TEST_CRASH_AT`` kills the gateway exactly before the publish, or between the
+publish and the write; the run still completes (a parent with its earlier tasks not executed
+again and exactly its declared children).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from childkit import RESOLVER, WorkerHost, lines
+from childkit import REPO_ROOT, RESOLVER, TASKS, WorkerHost, bundle, lines
 
 from pyoco_server.children.crash_points import (
+    BEFORE_APPROVAL_WRITE,
     BEFORE_RESUME_PUBLISH,
     BEFORE_RESUME_WRITE,
     CRASH_ENV,
@@ -88,6 +91,45 @@ def test_a_gateway_killed_while_resuming_a_parent_loses_nothing(
         assert final["children_done"] == {c: "COMPLETED" for c in final["child_run_ids"]}
         assert lines(markers / "prepare.txt") == 1  # finished tasks were not run again
         assert sum(lines(markers / f"child-{i}.txt") for i in range(3)) == 3
+    finally:
+        if replacement is not None:
+            replacement.send_signal(signal.SIGTERM)
+            replacement.wait(15)
+        host.stop()
+        system.stop()
+
+
+@pytest.mark.slow
+def test_a_gateway_killed_between_an_approvals_publish_and_its_write_loses_nothing(
+    nats_server, tmp_path
+):
+    env = {
+        CRASH_ENV: BEFORE_APPROVAL_WRITE,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYOCO_YAML_ALLOWED_CALLABLES": TASKS,
+    }
+    system = start_system(
+        nats_server.url, tmp_path / "logs", worker=False, flow_resolver=RESOLVER, env=env
+    )
+    host = WorkerHost(system, "approvals", ["b", "other"], 1)
+    replacement = None
+    try:
+        host.wait_listed()
+        answer = httpx.post(
+            f"{system.url}/runs/bundle",
+            files={"bundle": ("bundle.yaml", bundle(), "application/yaml")},
+            data={"tag": "b"},
+            timeout=10,
+        )
+        run_id = answer.json()["run_id"]
+        assert answer.json()["status"] == "PENDING_APPROVAL"
+        with pytest.raises(httpx.HTTPError):  # the gateway dies answering
+            httpx.post(f"{system.url}/runs/{run_id}/approve", timeout=10)
+        replacement, base_url = _start_gateway(system, tmp_path / "replacement.log")
+        final = _final(base_url, run_id, timeout=60)
+        assert final.get("status") == "COMPLETED", final
+        assert final["approval"]["state"] == "approved"
+        assert final["child_run_ids"] == [f"{run_id}.fan.0"]
     finally:
         if replacement is not None:
             replacement.send_signal(signal.SIGTERM)

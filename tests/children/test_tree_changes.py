@@ -125,3 +125,13 @@ def test_wait_suspends_until_every_child_is_terminal():
     scope.children["p.fan.1"] = {"run_id": "p.fan.1", "status": "FAILED", "results": {}}
     with pytest.raises(ChildRunFailed, match=r"p\.fan\.1 \(FAILED\)"):
         both()
+
+
+def test_an_approval_job_that_arrives_before_the_approval_write_runs_and_records_it():
+    claim = Claim("w1", approved_by="key-1")
+    written = claim({"run_id": "b", "status": "PENDING_APPROVAL", "approval": {"state": "pending"}})
+    assert claim.decision == Claim.RUN and written["status"] == "RUNNING"
+    assert written["approval"]["state"] == "approved" and written["approval"]["by"] == "key-1"
+    rejected = Claim("w1", approved_by="key-1")
+    assert rejected({"run_id": "b", "status": "CANCELLED"}) is None  # a rejection won
+    assert rejected.decision == Claim.FINISHED

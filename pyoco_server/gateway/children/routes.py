@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import falcon
 import falcon.asgi
 
-from ...children.tree import REPUBLISH_WINDOW_SEC, Continuations, publish
+from ...children.crash_points import BEFORE_APPROVAL_WRITE, crash_point
+from ...children.tree import APPROVED_BY, Continuations, publish
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
@@ -97,9 +97,10 @@ class RunDecisionResource:
     carry ``{"reason": "..."}``.
 
     Answers the snapshot; 409 ERR-PYOCO-0036 when the run is not awaiting approval (a
-    repeated identical decision answers 200 with the snapshot, unchanged). A repeated approval
-    of a run still PENDING queues its job again with the same ``Nats-Msg-Id`` (JetStream keeps
-    one), so a client retrying an approval whose gateway died before publishing loses nothing.
+    repeated identical decision answers 200 with the snapshot, unchanged). An approval
+    publishes the job before it writes the snapshot: a worker may claim the job first, and
+    then records the approval itself (``approved_by`` in the job), so an approval is never
+    half done (PENDING without a job).
     """
 
     def __init__(self, services: GatewayServices, decision: str) -> None:
@@ -112,7 +113,13 @@ class RunDecisionResource:
         caller = caller_of(req)
         reason = await self._reason(req) if self.decision == REJECTED else None
         store = await self.services.run_store()
-        await visible_snapshot(store, caller, run_id)
+        before, _ = await visible_snapshot(store, caller, run_id)
+        if self.decision == APPROVED and before.get("status") == PENDING_APPROVAL:
+            # Publish first: the queued job is the approval (a worker that takes it before
+            # the write below runs it and records the approval), so a gateway killed here
+            # loses nothing.
+            await self._queue(run_id, caller.api_key_id)
+            crash_point(BEFORE_APPROVAL_WRITE)
         change = Decide(self.decision, caller.api_key_id, reason)
         try:
             snapshot, _ = await store.update(run_id, change, f"run_{self.decision}")
@@ -126,8 +133,6 @@ class RunDecisionResource:
                 f"run {run_id!r} is {change.found}, not {PENDING_APPROVAL}",
                 status=change.found,
             )
-        if self.decision == APPROVED and (change.applied or _queue_again(snapshot)):
-            await self._queue(run_id)
         log.info("run_approval", run_id=run_id, decision=self.decision, applied=change.applied)
         resp.media = await run_view(self.services, snapshot, set())
 
@@ -150,28 +155,15 @@ class RunDecisionResource:
             )
         return reason.strip() or None
 
-    async def _queue(self, run_id: str) -> None:
+    async def _queue(self, run_id: str, approved_by: str | None) -> None:
         settings = self.services.settings
         continuations = Continuations(await self.services.nats.kv(settings.spawn_kv_bucket))
         record, _ = await continuations.get(run_id)
         if record is None:
             log.error("approved_run_without_job", run_id=run_id)
             return
-        job = record["job"]
+        job = {**record["job"], APPROVED_BY: approved_by}
         await publish(self.services.nats, settings, job, f"{run_id}:{job.get('attempt', 1)}")
-
-
-def _queue_again(snapshot: dict[str, Any]) -> bool:
-    """An approved run still PENDING, approved recently enough for JetStream to drop a copy of
-    a job that was published after all."""
-    approval = snapshot.get("approval") or {}
-    at = approval.get("at")
-    return (
-        snapshot.get("status") == PENDING
-        and approval.get("state") == APPROVED
-        and isinstance(at, (int, float))
-        and time.time() - at < REPUBLISH_WINDOW_SEC
-    )
 
 
 def install_child_routes(app: falcon.asgi.App, services: GatewayServices) -> None:

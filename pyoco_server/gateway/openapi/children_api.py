@@ -123,8 +123,8 @@ def paths() -> dict[str, Any]:
             "approve",
             "Approve",
             "PENDING and is queued",
-            "A repeated approval of a run still PENDING queues its job again with the same "
-            "Nats-Msg-Id (kept once by JetStream), so retrying a lost answer is safe.",
+            "The job is queued before the snapshot is written (a worker that takes it "
+            "first records the approval), so retrying a lost answer is safe.",
         ),
         "/runs/{run_id}/reject": _decision(
             "reject",
