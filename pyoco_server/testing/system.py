@@ -186,6 +186,11 @@ class PyocoSystem:
         """Process ids by name (``gateway``, ``worker``), e.g. to kill one in a fault test."""
         return {process.name: process.pid for process in self._processes}
 
+    def running(self, name: str) -> bool:
+        """Whether the process ``name`` (``gateway``, ``worker``) has not exited, e.g. after a
+        crash a fault test provoked."""
+        return any(p.name == name and p.running() for p in self._processes)
+
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
             return True
