@@ -12,7 +12,8 @@ from nats.js.errors import KeyNotFoundError
 from test_dlq import failed_run, publish_dead_letter
 
 from pyoco_server.gateway.retention.sweeper import MARKER_TTL_SEC
-from pyoco_server.gateway.run_index import RunIndex, open_index
+from pyoco_server.gateway.run_index import RunIndex
+from pyoco_server.gateway.run_index_files import open_index
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.stream_reader import StreamRecord
 
@@ -165,13 +166,13 @@ async def test_a_restart_keeps_the_index_on_disk_and_reads_only_the_tail(
         await put_run(kv, f"run-{n:02d}", "COMPLETED", 10)
     async with start_gateway(settings) as gateway:
         assert len(await listed(gateway)) == 30
-        # a second gateway on this host cannot share the file: it gets a private index
+        # a second gateway on this host cannot share the file: it gets a file of its own
         async with start_gateway(settings) as other:
             assert len(await listed(other)) == 30
             assert other.app.services.index.path != gateway.app.services.index.path
     last = await put_run(kv, "run-30", "RUNNING", 1)
     await put_run(kv, "run-05", "FAILED", 1)
-    reopened = open_index(settings.runs_kv_bucket, str(tmp_path))
+    reopened = open_index(settings)
     assert reopened.applied_seq == last - 1 and len(reopened) == 30
     reopened.close()
     async with start_gateway(settings) as gateway:
