@@ -44,7 +44,7 @@ SWEEP_STEP = 16
 #: :data:`STEP_PAUSE_MIN_SEC`), so a backlog costs submits at most about this share of the
 #: gateway's and NATS's time, spread evenly rather than in bursts, and drains at about this
 #: share of the rate an unpaced sweep would reach.
-SWEEP_DUTY = 0.2
+SWEEP_DUTY = 0.1
 STEP_PAUSE_MIN_SEC = 0.005
 #: How long a purge marker stays in the runs stream (then the server removes it).
 MARKER_TTL_SEC = 3600
