@@ -76,11 +76,11 @@ def open_index(settings: Settings) -> RunIndex:
     bucket, depth = settings.runs_kv_bucket, settings.max_nesting_depth
     if settings.index_dir == INDEX_DIR_TEMPORARY:
         return _temporary_index(bucket, depth)
-    directory = Path(settings.index_dir) if settings.index_dir else default_state_dir()
     try:
+        directory = Path(settings.index_dir) if settings.index_dir else default_state_dir()
         _make_private_dir(directory, tighten=settings.index_dir is None)
-    except OSError as exc:
-        log.warning("run_index_dir_unusable", directory=str(directory), error=str(exc))
+    except (OSError, RuntimeError) as exc:  # RuntimeError: no home directory to be found
+        log.warning("run_index_dir_unusable", index_dir=settings.index_dir, error=str(exc))
         return _temporary_index(bucket, depth)
     for slot in range(SLOTS):
         path = index_file(directory, bucket, settings.nats_url, slot)

@@ -137,3 +137,18 @@ async def test_a_kept_index_of_a_same_named_bucket_on_another_server_is_rebuilt(
         assert reset["reason"] == "stream_created"
     finally:
         replacement.stop()
+
+
+async def test_an_unusable_index_dir_falls_back_to_a_throwaway_index(
+    nc, gateway_settings, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    settings = gateway_settings.with_overrides(index_dir=str(blocker / "index"))
+    kv = await runs_bucket(nc, settings)
+    await put_run(kv, "run-0", "COMPLETED", 10)
+    with capture_logs() as logs:
+        async with start_gateway(settings) as gateway:
+            assert await listed(gateway) == ["run-0"]
+            path = Path(gateway.app.services.index.path)
+    assert not path.exists() and events(logs, "run_index_dir_unusable")
