@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from test_retention import listed, put_run, runs_bucket
 
 from pyoco_server.embedded import EmbeddedNats
+from pyoco_server.gateway.run_index import RunIndex, RunIndexFeed
 from pyoco_server.gateway.run_index_files import server_key
 from pyoco_server.nats_client import connect
 from pyoco_server.testing import isolated_settings
@@ -152,3 +153,16 @@ async def test_an_unusable_index_dir_falls_back_to_a_throwaway_index(
             assert await listed(gateway) == ["run-0"]
             path = Path(gateway.app.services.index.path)
     assert not path.exists() and events(logs, "run_index_dir_unusable")
+
+
+def test_what_makes_a_kept_index_stale():
+    index = RunIndex("b")
+    index.reset("2026-01-01")
+    index.mark_applied(10)
+    stale = RunIndexFeed._stale
+    assert stale(index, "2026-01-01", 1, 12) is None  # only a tail to read
+    assert stale(index, "2026-01-01", 11, 12) is None  # the tail starts right after it
+    assert stale(index, "2026-02-02", 1, 12) == "stream_created"
+    assert stale(index, "2026-01-01", 1, 9) == "sequence_went_back"
+    assert stale(index, "2026-01-01", 12, 14) == "messages_missed"
+    index.close()
