@@ -354,7 +354,13 @@ def start_system(
         directory,
         plugins=[plugin_spec(plugin) for plugin in plugins],
         disable=list(disable),
-        env={**TEST_DEFAULTS, **isolation_env(), **(env or {})},
+        env={
+            **TEST_DEFAULTS,
+            **isolation_env(),
+            # the gateway keeps its run index with the logs (never in the user's home)
+            "PYOCO_INDEX_DIR": str(directory / "run-index"),
+            **(env or {}),
+        },
         flow_resolver=flow_resolver,
         tags=list(tags) if tags is not None else None,
         concurrency=concurrency,
