@@ -1,6 +1,8 @@
 """Benchmark: a gateway over 100,000 and 1,000,000 stored runs — start to ``/ready`` (from
-nothing, and with the index kept from its last run), RSS, ``GET /runs?limit=50`` per filter,
-exact counts and cursor paging, and retention sweeping while submits go on.
+nothing, and with the index kept from its last run), RSS, ``GET /runs?limit=50`` per filter
+(status, flow, tag; tenant through an API key with authentication on), exact counts and
+cursor paging, and submits per second alone and while the retention sweeper works through a
+backlog, side by side.
 
 Fills the runs bucket directly (pipelined JetStream publishes, ~1 KB snapshots over 10 days
 of ``updated_at``; 5 % FAILED, 3 % PENDING, 2 % RUNNING, the rest COMPLETED; 20 flows, 5 tags,
@@ -8,19 +10,25 @@ of ``updated_at``; 5 % FAILED, 3 % PENDING, 2 % RUNNING, the rest COMPLETED; 20 
 subprocess. Needs about 2.5 GB of disk per million runs (NATS store + index) under ``--dir``.
 
     .venv/bin/python benchmarks/run_index_scale.py [--sizes 100000,1000000] [--dir /tmp]
+    # fill once, keep the store and the index, measure again later without the fill:
+    .venv/bin/python benchmarks/run_index_scale.py --sizes 1000000 --dir /tmp/pyoco-1m \
+        --reuse --no-sweep [--skip-build]
 
 Targets at 1,000,000 runs: ready ≤ 5 s with the kept index, RSS ≤ 160 MiB, every list median
-≤ 10 ms. Not run by CI (it takes several minutes per million runs).
+≤ 10 ms, cursor walk = count; submits while sweeping within 20 % of submits alone. Not run by
+CI (it takes several minutes per million runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +39,7 @@ from pathlib import Path
 
 import httpx
 
+from pyoco_server.api_keys import ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats, free_port
 from pyoco_server.gateway.run_index import RunIndex
@@ -40,6 +49,8 @@ from pyoco_server.stream_reader import StreamRecord
 DAY = 86400.0
 #: Seconds the sweeper is watched working alone (it is not waited for to finish).
 SWEEP_WATCH_SEC = 30.0
+#: Seconds of sequential submits per submit figure.
+SUBMIT_SEC = 10.0
 FLOWS = [f"flow_{n}" for n in range(20)]
 TAGS = ["default", "gpu", "cpu", "io", "batch"]
 TENANTS = [f"tenant_{n}" for n in range(10)]
@@ -134,7 +145,9 @@ def rss_mib(pid: int) -> float:
     return -1.0
 
 
-def median_ms(client: httpx.Client, params: dict, requests: int) -> float:
+def median_ms(client: httpx.Client, params: dict, requests: int, full: bool = True) -> float:
+    """Median time of ``GET /runs?limit=50`` with ``params``; ``full``: every page must hold
+    50 runs (the filter matches enough of them)."""
     for _ in range(10):
         client.get("/runs", params={**params, "limit": 50}).raise_for_status()
     timings = []
@@ -143,36 +156,51 @@ def median_ms(client: httpx.Client, params: dict, requests: int) -> float:
         answer = client.get("/runs", params={**params, "limit": 50})
         timings.append((time.perf_counter() - began) * 1000)
         answer.raise_for_status()
-        assert len(answer.json()) == 50 or len(params) > 1, params
+        assert len(answer.json()) == 50 or not full, params
     return round(statistics.median(timings), 2)
 
 
-def index_checks(path: Path, bucket: str, requests: int) -> dict:
-    """In-process on the gateway's index file: per-tenant listing latency (the HTTP route
-    needs API keys for that), counts against a full cursor walk."""
-    index = RunIndex(bucket, path)
-    timings = []
-    for n in range(requests):
-        began = time.perf_counter()
-        page = index.select_page(TENANTS[n % len(TENANTS)], limit=50)
-        timings.append((time.perf_counter() - began) * 1000)
-        assert len(page.runs) == 50
-    walked, cursor, pages = 0, None, 0
+def tenant_checks(client: httpx.Client, requests: int) -> dict:
+    """With authentication on, as ``tenant_3``'s API key: the tenant's lists (alone and with
+    a status), and its FAILED runs walked by ``Next-Cursor`` against ``/runs/counts``."""
+    medians = {
+        "tenant=tenant_3": median_ms(client, {}, requests),
+        "tenant=tenant_3&status=FAILED": median_ms(
+            client, {"status": "FAILED"}, requests, full=False
+        ),
+    }
+    walked, pages, cursor = 0, 0, None
     while True:
-        page = index.select_page("tenant_3", status="FAILED", limit=500, cursor=cursor)
-        walked += len(page.runs)
+        params = {"status": "FAILED", "limit": 200, **({"cursor": cursor} if cursor else {})}
+        answer = client.get("/runs", params=params)
+        answer.raise_for_status()
+        walked += len(answer.json())
         pages += 1
-        if page.next_cursor is None:
+        cursor = answer.headers.get("Next-Cursor")
+        if cursor is None:
             break
-        cursor = page.next_cursor
-    counted = index.status_counts("tenant_3")["FAILED"]
-    index.close()
+    counted = client.get("/runs/counts").json()["by_status"]["FAILED"]
     return {
-        "tenant_filter_median_ms_in_process": round(statistics.median(timings), 3),
+        "list_median_ms_auth_on": medians,
         "cursor_walk_tenant3_failed": walked,
         "counts_tenant3_failed": counted,
         "cursor_pages": pages,
     }
+
+
+async def create_tenant_key(url: str, settings: Settings, tenant: str) -> str:
+    """A new API key of ``tenant`` (no pepper, as the gateway the benchmark starts)."""
+    nc = await connect(url, "benchmark")
+    try:
+        kv = await open_auth_kv(nc.jetstream(), settings)
+
+        async def get_kv() -> object:
+            return kv
+
+        plain, _ = await ApiKeyStore(get_kv, b"").create(tenant, "run_index_scale")
+        return plain
+    finally:
+        await nc.close()
 
 
 def submit_rate(client: httpx.Client, seconds: float) -> tuple[int, float]:
@@ -196,24 +224,57 @@ def total(client: httpx.Client) -> int:
     raise SystemExit("/runs/counts kept failing")
 
 
-def run_size(size: int, directory: Path, requests: int) -> dict:
+def nats_port(remembered: Path, reuse: bool) -> int:
+    """The NATS port: with ``reuse``, the one of the previous invocation when it is free
+    (the index file's name is keyed by the server address, so a kept index needs it)."""
+    if reuse and remembered.exists():
+        port = int(remembered.read_text())
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+        print(f"port {port} is taken: the kept index will be rebuilt", flush=True)
+    port = free_port()
+    if reuse:
+        remembered.write_text(f"{port}\n")
+    return port
+
+
+def stop(gateway: subprocess.Popen) -> None:
+    gateway.send_signal(signal.SIGTERM)
+    gateway.wait(60)
+
+
+def run_size(size: int, directory: Path, requests: int, options: argparse.Namespace) -> dict:
+    """The HTTP figures at ``size`` runs: fill (or, with ``--reuse``, a store filled by an
+    earlier invocation), build from nothing (unless ``--skip-build``), restart with the kept
+    index (auth off: lists per filter, counts, RSS; auth on: the tenant's lists and cursor
+    walk), then submits alone and while the sweeper works (unless ``--no-sweep``, which keeps
+    the store as filled for the next ``--reuse``)."""
     settings = Settings()
     store = directory / f"nats-{size}"
+    filled = directory / f"nats-{size}.filled"
     index_dir = directory / f"index-{size}"
-    server = EmbeddedNats(store)
+    server = EmbeddedNats(store, port=nats_port(directory / f"nats-{size}.port", options.reuse))
     server.start()
     result: dict = {"stored_runs": size}
     gateway = None
     try:
-        result["fill_runs_per_sec"] = round(asyncio.run(fill(server.url, settings, 0, size)))
+        if options.reuse and filled.exists():
+            result["fill"] = f"reused {store}"
+        else:
+            filled.unlink(missing_ok=True)
+            result["fill_runs_per_sec"] = round(asyncio.run(fill(server.url, settings, 0, size)))
+            filled.write_text(f"{size}\n")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {"PYOCO_INDEX_DIR": str(index_dir), "PYOCO_RUN_RETENTION_SEC": "0"}
-        gateway = start_gateway(server.url, port, env)
-        result["ready_from_nothing_sec"] = wait_ready(base)
-        print(json.dumps(result), flush=True)
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(60)
+        if not options.skip_build or not any(index_dir.glob("runs-index-*.sqlite3")):
+            for stale in index_dir.glob("runs-index-*"):
+                stale.unlink()
+            gateway = start_gateway(server.url, port, env)
+            result["ready_from_nothing_sec"] = wait_ready(base)
+            print(json.dumps(result), flush=True)
+            stop(gateway)
         gateway = start_gateway(server.url, port, env)
         result["ready_with_kept_index_sec"] = wait_ready(base)
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -225,31 +286,54 @@ def run_size(size: int, directory: Path, requests: int) -> dict:
                 "status=RUNNING&flow=flow_4": {"status": "RUNNING", "flow": "flow_4"},
             }
             result["list_median_ms"] = {
-                name: median_ms(client, params, requests) for name, params in lists.items()
+                name: median_ms(client, params, requests, full=len(params) < 2)
+                for name, params in lists.items()
             }
-            counts = client.get("/runs/counts").json()
-            result["counts_total"] = counts["total"]
+            result["counts_total"] = client.get("/runs/counts").json()["total"]
             result["rss_mib"] = rss_mib(gateway.pid)
-            result["submits_per_sec_retention_off"] = submit_rate(client, 10)[1]
+        stop(gateway)
+        # authentication on: the tenant filter is the caller's API key
+        key = asyncio.run(create_tenant_key(server.url, settings, "tenant_3"))
+        gateway = start_gateway(server.url, port, {**env, "PYOCO_HTTP_AUTH_MODE": "api_key"})
+        result["ready_with_kept_index_auth_on_sec"] = wait_ready(base)
+        headers = {settings.http_api_key_header: key}
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
+            result.update(tenant_checks(client, requests))
+            result["rss_mib_auth_on"] = rss_mib(gateway.pid)
         print(json.dumps(result), flush=True)
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(60)
+        stop(gateway)
         gateway = None
-        result.update(
-            index_checks(
-                index_dir / f"runs-index-{settings.runs_kv_bucket}.sqlite3",
-                settings.runs_kv_bucket,
-                requests,
-            )
-        )
-        # retention of 7 days over 10 days of runs: ~27 % of the terminal runs expire
-        env["PYOCO_RUN_RETENTION_SEC"] = str(7 * DAY)
-        gateway = start_gateway(server.url, port, env)
+        if not options.no_sweep:
+            result.update(sweep_side_by_side(server.url, port, env))
+    finally:
+        if gateway is not None and gateway.poll() is None:
+            stop(gateway)
+        server.stop()
+    disk = sum(p.stat().st_size for p in index_dir.glob("*"))
+    result["index_file_mib"] = round(disk / 2**20, 1)
+    return result
+
+
+def sweep_side_by_side(url: str, port: int, env: dict[str, str]) -> dict:
+    """Submits per second with retention off, then with a retention of 7 days over 10 days of
+    runs (about 27 % of the terminal runs expire) while the sweeper works through them; then
+    the sweeper's pace alone. Purges runs: the store is no longer as filled afterwards."""
+    base = f"http://127.0.0.1:{port}"
+    result: dict = {}
+    gateway = start_gateway(url, port, env)
+    try:
+        wait_ready(base)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            result["submits_per_sec_retention_off"] = submit_rate(client, SUBMIT_SEC)[1]
+    finally:
+        stop(gateway)
+    gateway = start_gateway(url, port, {**env, "PYOCO_RUN_RETENTION_SEC": str(7 * DAY)})
+    try:
         wait_ready(base)
         with httpx.Client(base_url=base, timeout=30) as client:
             before = total(client)
             began = time.perf_counter()
-            submitted, rate = submit_rate(client, 10)
+            submitted, rate = submit_rate(client, SUBMIT_SEC)
             elapsed = time.perf_counter() - began
             result["submits_per_sec_while_sweeping"] = rate
             swept = before + submitted - total(client)
@@ -264,12 +348,7 @@ def run_size(size: int, directory: Path, requests: int) -> dict:
             result["runs_after_sweep"] = last
             result["rss_mib_after_sweep"] = rss_mib(gateway.pid)
     finally:
-        if gateway is not None and gateway.poll() is None:
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(60)
-        server.stop()
-    disk = sum(p.stat().st_size for p in index_dir.glob("*"))
-    result["index_file_mib"] = round(disk / 2**20, 1)
+        stop(gateway)
     return result
 
 
@@ -340,18 +419,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--dir", default=None, help="where NATS and the index store (temp)")
+    parser.add_argument(
+        "--dir",
+        default=None,
+        help="where NATS and the index store: a temporary directory under it, or, with "
+        "--reuse, this directory itself (default: the system's temporary directory)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the filled NATS store and the index in --dir and use them again next time "
+        "(the fill happens once per size)",
+    )
+    parser.add_argument(
+        "--skip-build",
+        action="store_true",
+        help="do not time a build from nothing when --dir already holds the index",
+    )
+    parser.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="skip the submit/sweep figures (they purge runs and add some: use with --reuse "
+        "to keep the store as filled)",
+    )
     parser.add_argument(
         "--index-only",
         action="store_true",
         help="only the index file, in process (no NATS, no HTTP): quicker at 1,000,000 runs",
     )
     args = parser.parse_args()
+    if args.reuse and not args.dir:
+        parser.error("--reuse needs --dir")
     print(f"load average at start: {os.getloadavg()}", flush=True)
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.reuse:
+            directory = Path(args.dir)
+            directory.mkdir(parents=True, exist_ok=True)
+        else:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.dir)))
         for size in (int(s) for s in args.sizes.split(",")):
-            run = index_only if args.index_only else run_size
-            result = run(size, Path(tmp), args.requests)
+            if args.index_only:
+                result = index_only(size, directory, args.requests)
+            else:
+                result = run_size(size, directory, args.requests, args)
             result["load_average"] = [round(x, 2) for x in os.getloadavg()]
             print(json.dumps(result), flush=True)
 

@@ -171,6 +171,31 @@ class PyocoHttpClient:
         files = {"workflow": ("flow.yaml", content, "application/x-yaml")}
         return self._json("POST", "/runs/yaml", data=data, files=files, headers=headers)
 
+    def submit_bundle(
+        self, bundle: str | bytes | Path, *, tag: str | None = None
+    ) -> dict[str, Any]:
+        """Submit a spawn bundle (a path, or the document's text/bytes); returns
+        ``{"run_id", "status"}`` (``PENDING_APPROVAL`` when it waits for an approval). Not
+        retried: the route takes no idempotency key, so a retry could submit it twice."""
+        if isinstance(bundle, Path):
+            content = bundle.read_bytes()
+        elif isinstance(bundle, str):
+            content = bundle.encode("utf-8")
+        else:
+            content = bundle
+        data = {"tag": tag} if tag is not None else {}
+        files = {"bundle": ("bundle.yaml", content, "application/x-yaml")}
+        return self._json("POST", "/runs/bundle", retry=False, data=data, files=files)
+
+    def approve_run(self, run_id: str) -> dict[str, Any]:
+        """Approve a ``PENDING_APPROVAL`` run (idempotent, so retried); returns the snapshot."""
+        return self._json("POST", f"/runs/{run_id}/approve")
+
+    def reject_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Reject a ``PENDING_APPROVAL`` run: it ends CANCELLED; returns the snapshot."""
+        body = {"reason": reason} if reason else None
+        return self._json("POST", f"/runs/{run_id}/reject", json=body)
+
     def get_run(self, run_id: str, include: list[str] | None = None) -> dict[str, Any]:
         """The run's snapshot; ``include=["records"]`` adds task records."""
         params = [("include", value) for value in include or []]

@@ -30,6 +30,8 @@ LOG_FORMATS = ("json", "text")
 DASHBOARD_LANGS = ("auto", "ja", "en")
 #: Shortest ``PYOCO_AUTH_PEPPER`` accepted (it is optional; when set it must be a secret).
 MIN_PEPPER_CHARS = 16
+#: ``PYOCO_INDEX_DIR`` value asking for a throwaway run index per gateway start.
+INDEX_DIR_TEMPORARY = "temp"
 
 
 def _parse_bool(name: str, raw: str) -> bool:

@@ -55,6 +55,9 @@ CORE_FIELDS = frozenset(
         "waiting_on",
         "resume",
         "cancel_with_parent",
+        # schedules (gateway/schedules): which schedule and slot created the run
+        "schedule_id",
+        "schedule_nominal_at",
     }
 )
 PREVIEW_CHARS = 1024

@@ -9,10 +9,9 @@ Callables are imported only by :func:`build_flow`, which the worker calls after 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from typing import Any
-
-import yaml
 
 from .errors import PolicyViolation
 from .model import ResolvedFlow, WorkflowContext
@@ -27,41 +26,49 @@ RUNTIME_KEYS = frozenset({"expose_env"})
 FORBIDDEN_KEYS = frozenset({"flows", "discovery"})
 
 
-class _NoAliasSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses anchors/aliases, so a small file cannot expand, and
-    collections nested deeper than ``max_depth`` (checked while composing, before the
-    recursion could get deep)."""
+@functools.cache
+def _loader_class() -> Any:
+    """The safe loader, made on first use: PyYAML is imported only by processes that parse a
+    workflow (a worker host never does; docs/worker.md, "Memory")."""
+    import yaml
 
-    max_depth = DEFAULT_MAX_NESTING_DEPTH
-    _depth = 0
+    class _NoAliasSafeLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses anchors/aliases, so a small file cannot expand, and
+        collections nested deeper than ``max_depth`` (checked while composing, before the
+        recursion could get deep)."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise PolicyViolation(
-                "yaml_alias_not_allowed",
-                f"YAML aliases are not accepted (line {event.start_mark.line + 1})",
-                "*" + str(event.anchor),
-            )
-        nested = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
-        if nested:
-            self._depth += 1
-            if self._depth > self.max_depth:
+        max_depth = DEFAULT_MAX_NESTING_DEPTH
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 raise PolicyViolation(
-                    "too_deep",
-                    f"workflow YAML nests deeper than {self.max_depth} levels at line "
-                    f"{event.start_mark.line + 1} (PYOCO_MAX_NESTING_DEPTH={self.max_depth})",
+                    "yaml_alias_not_allowed",
+                    f"YAML aliases are not accepted (line {event.start_mark.line + 1})",
+                    "*" + str(event.anchor),
                 )
-        try:
-            return super().compose_node(parent, index)
-        finally:
+            nested = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
             if nested:
-                self._depth -= 1
+                self._depth += 1
+                if self._depth > self.max_depth:
+                    event = self.peek_event()
+                    raise PolicyViolation(
+                        "too_deep",
+                        f"workflow YAML nests deeper than {self.max_depth} levels at line "
+                        f"{event.start_mark.line + 1} (PYOCO_MAX_NESTING_DEPTH={self.max_depth})",
+                    )
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                if nested:
+                    self._depth -= 1
+
+    return _NoAliasSafeLoader
 
 
 def _load(text: str, max_depth: int) -> Any:
-    loader = _NoAliasSafeLoader(text)
+    loader = _loader_class()(text)
     loader.max_depth = max_depth
     try:
         return loader.get_single_data()
@@ -88,6 +95,8 @@ def parse_workflow_yaml(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyViolation("invalid_encoding", f"workflow YAML is not UTF-8: {exc}") from None
+    import yaml
+
     try:
         document = _load(text, max_depth)
     except yaml.YAMLError as exc:
@@ -123,7 +132,7 @@ def check_workflow_yaml(pm: Any, raw: bytes, context: WorkflowContext) -> dict[s
     return document
 
 
-def _yaml_error_text(exc: yaml.YAMLError) -> str:
+def _yaml_error_text(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:

@@ -5,7 +5,8 @@ suite and tests that use ``pyoco_system`` share it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,20 @@ from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
 from pyoco_server.nats_client import connect
 from pyoco_server.testing import isolated_settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``XDG_STATE_HOME`` of this session (and of every process it starts): a gateway started
+    without ``PYOCO_INDEX_DIR`` keeps its run index there, never in the real home."""
+    path = tmp_path_factory.mktemp("state-home")
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

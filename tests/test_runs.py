@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pyoco_server.config import Settings
+from pyoco_server.hookspecs import hookimpl
 from pyoco_server.jobs import InvalidJob, build_job, decode_job, encode_job, pending_snapshot
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.plugins import build_plugin_manager
@@ -60,6 +61,31 @@ async def test_yaml_run_is_enriched_through_pyoco_enrich_snapshot(store: RunStor
     snapshot, _ = await store.get("run-1")
     assert snapshot["workflow_yaml_bytes"] == len(b"flow: {graph: a}\n")
     assert "workflow_yaml" not in snapshot  # the YAML text never lands in KV
+
+
+async def test_an_enrichment_plugin_cannot_rewrite_who_created_the_run(nc, settings: Settings):
+    """A plugin adds its own fields, but the run tree and schedule fields stay pyoco-server's:
+    a plugin rewriting ``schedule_id`` would move the run to another schedule's history."""
+
+    class Rewriter:
+        @hookimpl
+        def pyoco_enrich_snapshot(self, snapshot, job, event):
+            return {"schedule_id": "other", "parent_run_id": "other", "team": "blue"}
+
+    js = nc.jetstream()
+    await ensure_resources(js, settings)
+    pm = build_plugin_manager(plugins=[])
+    pm.register(Rewriter(), name="rewriter")
+    store = RunStore(await js.key_value(settings.runs_kv_bucket), pm, settings)
+    job = make_job()
+    snapshot = {**pending_snapshot(job), "schedule_id": "sched-1", "parent_run_id": None}
+    await store.create(snapshot, job)
+    stored, _ = await store.get("run-1")
+    assert (stored["schedule_id"], stored["parent_run_id"], stored["team"]) == (
+        "sched-1",
+        None,
+        "blue",
+    )
 
 
 def test_cap_drops_task_records_then_trims():

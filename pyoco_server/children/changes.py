@@ -2,7 +2,8 @@
 
 Every decision about a parent — suspend it, note a finished child, resume it — is taken
 inside one compare-and-set of the parent's snapshot, so the host suspending a parent and the
-gateway noting its last child can race in any order and exactly one of them resumes it.
+gateway noting its last child can race in any order and one resumption is queued (several
+gateways that noted the same last child publish the same ``Nats-Msg-Id``: one job).
 """
 
 from __future__ import annotations
@@ -94,9 +95,19 @@ class RecordChildIds:
         return snapshot
 
 
+def resumable(snapshot: Snapshot) -> bool:
+    """A WAITING parent every awaited child of which is terminal (noted in ``children_done``)."""
+    done = snapshot.get("children_done") or {}
+    return snapshot.get("status") == WAITING and all(
+        child in done for child in snapshot.get("waiting_on") or []
+    )
+
+
 class ChildFinished:
-    """Note a terminal child in its parent (``children_done``); resume the parent when it
-    was WAITING and that was the last child it waited on."""
+    """Note a terminal child in its parent (``children_done``). The parent stays WAITING:
+    :attr:`decision` is ``resume`` when it has become :func:`resumable` — whoever noted the
+    child then publishes the resumption job and only afterwards writes :class:`ResumeParent`
+    (publish first: a crash in between leaves a WAITING parent, which the sweep resumes)."""
 
     def __init__(self, child_id: str, status: str) -> None:
         self.child_id = child_id
@@ -112,9 +123,24 @@ class ChildFinished:
             return None
         done[self.child_id] = self.status
         snapshot["children_done"] = done
-        if snapshot.get("status") == WAITING and all(
-            child in done for child in snapshot.get("waiting_on") or []
-        ):
+        if resumable(snapshot):
             self.decision = RESUME
-            _resume(snapshot, time.time())
+        return snapshot
+
+
+class ResumeParent:
+    """WAITING → PENDING with ``resume`` + 1, once its resumption job was published; only while
+    the parent is still :func:`resumable` at resumption ``resume`` (a worker that already
+    claimed the published job, a cancel or a second gateway make it a no-op)."""
+
+    def __init__(self, resume: int) -> None:
+        self.resume = resume
+        self.applied = False
+
+    def __call__(self, snapshot: Snapshot) -> Snapshot | None:
+        self.applied = False
+        if not resumable(snapshot) or int(snapshot.get("resume") or 0) != self.resume:
+            return None
+        _resume(snapshot, time.time())
+        self.applied = True
         return snapshot

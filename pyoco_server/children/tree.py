@@ -31,6 +31,9 @@ log = get_logger(__name__)
 #: KV create and its publish; JetStream drops the copy if it was published).
 REPUBLISH_WINDOW_SEC = 110.0
 PUBLISH_RETRY_DELAYS_SEC = (0.2, 0.5, 1.0)
+#: Job field of an approved bundle run: who approved it (the worker records the approval when
+#: it claims the job before the approving gateway wrote it).
+APPROVED_BY = "approved_by"
 #: Snapshot fields of a child that describe its place in the tree.
 TREE_FIELDS = ("parent_run_id", "root_run_id", "spawn_depth", "cancel_with_parent")
 

@@ -1,4 +1,5 @@
-"""``pyoco-server-admin``: API key administration (create, list, revoke) against NATS KV."""
+"""``pyoco-server-admin``: API key administration (create, list, revoke) and tenant deletion
+against NATS KV."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..log import configure_logging
 from ..nats_client import nats_servers
 from .common import EXIT_OK, add_nats_argument, load_settings, run_command
 from .plugin_keys import add_plugin_key_parser, run_plugin_key
+from .tenants import add_tenant_parser, delete_tenant
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 #: How long the whole connection attempt may take before the command gives up.
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyoco-server-admin",
         description="Administer pyoco-server API keys, stored (hashed) in the NATS KV bucket "
-        "PYOCO_AUTH_KV_BUCKET. Output is JSON on stdout.",
+        "PYOCO_AUTH_KV_BUCKET, and delete tenants. Output is JSON on stdout.",
     )
     parser.add_argument("--version", action="version", version=f"pyoco-server-admin {__version__}")
     add_nats_argument(parser)
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the records it changed.",
     )
     add_plugin_key_parser(commands)
+    add_tenant_parser(commands, _tenant)
     return parser
 
 
@@ -143,7 +146,7 @@ async def _connect(url: str) -> Client:
 
 
 async def _with_store(
-    settings: Settings, pepper: bytes, action: Callable[[ApiKeyStore], Awaitable[Any]]
+    settings: Settings, pepper: bytes, action: Callable[[ApiKeyStore, Client], Awaitable[Any]]
 ) -> Any:
     url = settings.nats_url or DEFAULT_NATS_URL
     nc = await _connect(url)
@@ -160,7 +163,7 @@ async def _with_store(
         async def get_kv() -> Any:
             return kv
 
-        return await action(ApiKeyStore(get_kv, pepper))
+        return await action(ApiKeyStore(get_kv, pepper), nc)
     finally:
         await nc.close()
 
@@ -174,7 +177,12 @@ def _run(args: argparse.Namespace) -> int:
         return run_plugin_key(args)
     settings = load_settings({"nats_url": args.nats_url}, {"nats_url": "--nats-url"})
     configure_logging(settings, "pyoco-server:admin")
-    if args.action == "create":
+    if args.command == "tenant":
+        done = asyncio.run(
+            _with_store(settings, b"", lambda store, nc: delete_tenant(settings, nc, store, args))
+        )
+        _print(done)
+    elif args.action == "create":
         pepper = pepper_of(settings)
         if not pepper:
             print(
@@ -184,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         api_key, record = asyncio.run(
             _with_store(
-                settings, pepper, lambda store: store.create(args.tenant, args.label, args.role)
+                settings, pepper, lambda store, _: store.create(args.tenant, args.label, args.role)
             )
         )
         _print({**record.public(), "api_key": api_key})
@@ -193,14 +201,14 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     elif args.action == "list":
-        records = asyncio.run(_with_store(settings, b"", lambda store: store.list(args.tenant)))
+        records = asyncio.run(_with_store(settings, b"", lambda store, _: store.list(args.tenant)))
         _print([{**record.public(), "pepper": record.pepper_scheme} for record in records])
     elif args.action == "bind-pepper":
         pepper = pepper_of(settings, required=True)
-        changed = asyncio.run(_with_store(settings, pepper, lambda store: store.bind_pepper()))
+        changed = asyncio.run(_with_store(settings, pepper, lambda store, _: store.bind_pepper()))
         _print([record.public() for record in changed])
     else:
-        record = asyncio.run(_with_store(settings, b"", lambda store: store.revoke(args.key_id)))
+        record = asyncio.run(_with_store(settings, b"", lambda store, _: store.revoke(args.key_id)))
         _print(record.public())
     return EXIT_OK
 

@@ -24,7 +24,7 @@ from ..client import (
     PyocoHttpError,
     WaitTimeout,
 )
-from ..model import COMPLETED, is_terminal
+from ..model import COMPLETED, PENDING_APPROVAL, is_terminal
 from .client_listings import add_list_vnext_command, add_workers_command
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .output import UsageError, print_json, print_table
@@ -149,6 +149,34 @@ def _after_submit(client: PyocoHttpClient, args: argparse.Namespace, result: dic
     final = follow(client, result["run_id"], args.timeout)
     print_json(final)
     return _exit_for(final)
+
+
+def cmd_submit_bundle(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    path = Path(args.bundle_file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    result = client.submit_bundle(path, tag=args.tag)
+    if result.get("status") == PENDING_APPROVAL:
+        print(
+            f"{result['run_id']} waits for an approval: pyoco-client approve {result['run_id']}",
+            file=sys.stderr,
+        )
+    return _after_submit(client, args, result)
+
+
+def cmd_approve(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    snapshot = client.approve_run(args.run_id)
+    if not args.wait:
+        print_json(snapshot)
+        return EXIT_OK
+    final = follow(client, args.run_id, args.timeout)
+    print_json(final)
+    return _exit_for(final)
+
+
+def cmd_reject(client: PyocoHttpClient, args: argparse.Namespace) -> int:
+    print_json(client.reject_run(args.run_id, args.reason))
+    return EXIT_OK
 
 
 def cmd_get(client: PyocoHttpClient, args: argparse.Namespace) -> int:
@@ -389,6 +417,34 @@ def build_parser() -> argparse.ArgumentParser:
     submit_yaml.add_argument("--tag")
     _add_wait(submit_yaml)
     submit_yaml.set_defaults(handler=cmd_submit_yaml)
+
+    submit_bundle = commands.add_parser(
+        "submit-bundle",
+        help="submit a spawn bundle (workflows whose tasks may spawn child runs)",
+        description="Submit a spawn bundle (POST /runs/bundle). A bundle whose entry workflow "
+        "can reach a spawn: task waits in PENDING_APPROVAL until `pyoco-client approve RUN_ID` "
+        "(unless the server runs with PYOCO_SPAWN_REQUIRES_APPROVAL=false).",
+    )
+    submit_bundle.add_argument("bundle_file", metavar="FILE", help="the bundle YAML file")
+    submit_bundle.add_argument(
+        "--tag", help="queue tag of the entry run and, by default, its children"
+    )
+    _add_wait(submit_bundle)
+    submit_bundle.set_defaults(handler=cmd_submit_bundle)
+
+    approve = commands.add_parser(
+        "approve", help="approve a PENDING_APPROVAL run: it is queued (repeating is harmless)"
+    )
+    approve.add_argument("run_id", metavar="RUN_ID")
+    _add_wait(approve)
+    approve.set_defaults(handler=cmd_approve)
+
+    reject = commands.add_parser(
+        "reject", help="reject a PENDING_APPROVAL run: it ends CANCELLED without running"
+    )
+    reject.add_argument("run_id", metavar="RUN_ID")
+    reject.add_argument("--reason", help="why, recorded in the run's error and approval")
+    reject.set_defaults(handler=cmd_reject)
 
     get = commands.add_parser("get", help="a run's snapshot")
     get.add_argument("run_id")

@@ -14,7 +14,6 @@ from ..config import Settings, env_var, validate_tag
 from ..errors import ConfigError
 from ..hook_trace import TRACE_LOGGER, enable_tracing
 from ..log import configure_logging, get_logger
-from ..plugin_registry.signing import TrustedKeys
 from ..plugins import build_plugin_manager
 from ..worker.host import (
     PluginSelection,
@@ -24,8 +23,7 @@ from ..worker.host import (
     validate_worker_id,
 )
 from ..worker.lifeline import die_with_parent
-from ..worker.plugin_sync.plugin_set import PluginSet, activate, select_available
-from ..worker.plugin_sync.service import PluginSyncOptions, sync_root
+from ..worker.plugin_sync.options import PluginSyncOptions, sync_root
 from .common import (
     add_nats_argument,
     add_plugin_arguments,
@@ -213,6 +211,9 @@ def _synced_host_plugins(options: WorkerOptions, settings: Settings) -> Any:
     """The host's own plugin manager with --plugin-sync: its hooks (snapshots, dispositions)
     see the synced set verified last time (the manifest); execution processes follow every
     later change between runs. Names no synced wheel provides yet are skipped for now."""
+    from ..plugin_registry.signing import TrustedKeys
+    from ..worker.plugin_sync.plugin_set import PluginSet, activate, select_available
+
     assert options.plugin_sync is not None
     trusted = TrustedKeys.load(options.plugin_sync.trusted_keys, options.plugin_sync.trusted_source)
     root = sync_root(options.plugin_sync.directory, options.worker_id)

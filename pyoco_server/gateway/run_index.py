@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import re
-import shutil
 import sqlite3
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -723,18 +720,25 @@ class RunIndexFeed:
         created = str(info.created)
         index = self.index
         if last_seq == index.applied_seq and created == index.stream_created:
-            index.loaded = True
+            self._loaded(kept=index.applied_seq, read_from=None, last_seq=last_seq)
             return
         async with self._lock:
             # Another sync may have applied more while this one waited: ask again.
             info = await js.stream_info(self.stream)
             last_seq = info.state.last_seq
             created = str(info.created)
-            if created != index.stream_created or last_seq < index.applied_seq:
-                # A different stream (the bucket was recreated): replay it from the start.
+            if stale_reason := self._stale(index, created, info.state.first_seq, last_seq):
+                # Another stream than the one indexed: replay it from the start.
                 if index.applied_seq:
-                    log.warning("run_index_reset", applied=index.applied_seq, last=last_seq)
+                    log.warning(
+                        "run_index_reset",
+                        reason=stale_reason,
+                        applied=index.applied_seq,
+                        first=info.state.first_seq,
+                        last=last_seq,
+                    )
                 await self.call(index.reset, created)
+            kept = index.applied_seq
             position = index.applied_seq + 1
             applying: asyncio.Future[None] | None = None
             bulk = last_seq - index.applied_seq > BULK_BACKLOG
@@ -768,7 +772,34 @@ class RunIndexFeed:
                 # The read ended with nothing pending, so it covered everything up to last_seq
                 # even when the newest messages were removed meanwhile.
                 await self.call(index.mark_applied, last_seq)
-            index.loaded = True
+            self._loaded(kept=kept, read_from=kept + 1, last_seq=last_seq)
+
+    @staticmethod
+    def _stale(index: RunIndex, created: str, first_seq: int, last_seq: int) -> str | None:
+        """Why the index does not describe the stream any more (``None``: it does, up to its
+        :attr:`~RunIndex.applied_seq`)."""
+        if created != index.stream_created:
+            # the bucket was deleted and created again, the NATS store wiped, or another
+            # server answers at the same address: its stream was created at another time
+            return "stream_created"
+        if last_seq < index.applied_seq:
+            return "sequence_went_back"
+        if index.applied_seq and first_seq > index.applied_seq + 1:
+            # every message the index saw is gone, and some it did not see are gone too
+            return "messages_missed"
+        return None
+
+    def _loaded(self, kept: int, read_from: int | None, last_seq: int) -> None:
+        """Mark the index ready; the first time, log how much of it came from the file."""
+        if not self.index.loaded:
+            log.info(
+                "run_index_loaded",
+                kept_from_file=kept,
+                read_from_seq=read_from,
+                last_seq=last_seq,
+                runs=len(self.index),
+            )
+        self.index.loaded = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Background loop: sync every ``poll_interval`` while connected, until ``stop``."""
@@ -780,47 +811,3 @@ class RunIndexFeed:
                     log.warning("run_index_sync_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_interval)
-
-
-def open_index(
-    bucket: str, directory: str | None, max_depth: int = DEFAULT_MAX_NESTING_DEPTH
-) -> RunIndex:
-    """The run index of ``bucket`` in ``directory`` (created if missing), kept there so the
-    next start only catches up with what was written meanwhile.
-
-    ``None`` (no ``PYOCO_INDEX_DIR``), or a directory whose index another running gateway
-    holds, gives a private index in a temporary directory, removed when the index is closed.
-    A file SQLite cannot read is rebuilt from NATS.
-    """
-    if directory is not None:
-        path = Path(directory) / f"runs-index-{bucket}.sqlite3"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _try_lock(Path(f"{path}.lock"))
-        if lock is not None:
-            try:
-                index = RunIndex(bucket, path, max_depth)
-            except sqlite3.DatabaseError as exc:
-                log.warning("run_index_unreadable_rebuilding", path=str(path), error=str(exc))
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(f"{path}{suffix}").unlink()
-                index = RunIndex(bucket, path, max_depth)
-            index.on_close(lock.close)
-            return index
-        log.warning("run_index_in_use_elsewhere", path=str(path))
-    scratch = tempfile.mkdtemp(prefix="pyoco-run-index-")
-    index = RunIndex(bucket, Path(scratch) / "runs-index.sqlite3", max_depth)
-    index.on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
-    return index
-
-
-def _try_lock(path: Path) -> Any:
-    """An open file holding an exclusive lock on ``path``, or ``None`` if another process
-    holds it (the lock ends when the file is closed or the process dies)."""
-    handle = open(path, "a+")  # noqa: SIM115 (held until the index is closed)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    return handle

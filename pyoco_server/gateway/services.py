@@ -11,7 +11,8 @@ from ..nats_client import NatsConnection
 from ..run_store import RunStore
 from .error_responses import nats_unavailable
 from .idempotency import IdempotencyStore
-from .run_index import RunIndex, RunIndexFeed, open_index
+from .run_index import RunIndex, RunIndexFeed
+from .run_index_files import open_index
 from .workers import list_workers
 
 #: How long start-up waits for NATS before serving anyway (requests then get 503 until ready).
@@ -34,9 +35,7 @@ class GatewayServices:
             name="pyoco-server:http",
             request_timeout=settings.http_nats_timeout_sec,
         )
-        self.index = open_index(
-            settings.runs_kv_bucket, settings.index_dir, settings.max_nesting_depth
-        )
+        self.index = open_index(settings)
         self.index_feed = RunIndexFeed(self.nats, settings, self.index)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..config import Settings, env_var
+from ..config import INDEX_DIR_TEMPORARY, Settings, env_var
 
 #: The settings that name NATS resources (what :func:`unique_names` fills in).
 ISOLATED_FIELDS = (
@@ -67,11 +67,13 @@ def isolation_env(suffix: str | None = None) -> dict[str, str]:
 
 def isolated_settings(nats_url: str, **overrides: Any) -> Settings:
     """Settings on ``nats_url`` whose streams, subjects and buckets are unique to one system
-    (and whose DLQ stream is :data:`TEST_DLQ_MAX_BYTES`); ``overrides`` win."""
+    (and whose DLQ stream is :data:`TEST_DLQ_MAX_BYTES`; whose gateway's run index is a
+    temporary one, never in the user's state directory); ``overrides`` win."""
     values: dict[str, Any] = {
         "nats_url": nats_url,
         **unique_names(),
         "dlq_max_bytes": TEST_DLQ_MAX_BYTES,
+        "index_dir": INDEX_DIR_TEMPORARY,
         **overrides,
     }
     return Settings(**values)

@@ -186,6 +186,11 @@ class PyocoSystem:
         """Process ids by name (``gateway``, ``worker``), e.g. to kill one in a fault test."""
         return {process.name: process.pid for process in self._processes}
 
+    def running(self, name: str) -> bool:
+        """Whether the process ``name`` (``gateway``, ``worker``) has not exited, e.g. after a
+        crash a fault test provoked."""
+        return any(p.name == name and p.running() for p in self._processes)
+
     def _worker_listed(self, http: Any) -> bool:
         if self.worker_id is None:
             return True
@@ -349,7 +354,13 @@ def start_system(
         directory,
         plugins=[plugin_spec(plugin) for plugin in plugins],
         disable=list(disable),
-        env={**TEST_DEFAULTS, **isolation_env(), **(env or {})},
+        env={
+            **TEST_DEFAULTS,
+            **isolation_env(),
+            # the gateway keeps its run index with the logs (never in the user's home)
+            "PYOCO_INDEX_DIR": str(directory / "run-index"),
+            **(env or {}),
+        },
         flow_resolver=flow_resolver,
         tags=list(tags) if tags is not None else None,
         concurrency=concurrency,

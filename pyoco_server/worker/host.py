@@ -11,7 +11,7 @@ import signal
 import socket
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import ConfigError
@@ -24,11 +24,14 @@ from .consumer import Delivery
 from .dispositions import Disposer
 from .heartbeats import Heartbeats
 from .picker import JobPicker
-from .plugin_sync.service import PluginSyncOptions, PluginSyncService
+from .plugin_sync.options import PluginSyncOptions
 from .pool import ExecutionPool
 from .registration import STOPPED, ClaimLost, WorkerRecord
 from .run_writer import WorkerRunStore
 from .runner import JobRunner
+
+if TYPE_CHECKING:
+    from .plugin_sync.service import PluginSyncService
 
 log = get_logger(__name__)
 
@@ -90,6 +93,10 @@ class WorkerHost:
         self.nats = NatsConnection(settings, name=f"pyoco-worker:{options.worker_id}")
         self.plugin_sync: PluginSyncService | None = None
         if options.plugin_sync is not None:
+            # Imported only here: syncing needs cryptography (~9 MiB) that a worker without
+            # --plugin-sync never loads.
+            from .plugin_sync.service import PluginSyncService
+
             self.plugin_sync = PluginSyncService(
                 settings, options.plugin_sync, options.worker_id, options.tags, self._wake_record
             )

@@ -2,15 +2,20 @@
 
 Messages are JSON objects framed by a 4-byte big-endian length, sent over a Unix socket pair.
 JSON (not pickle) keeps the host safe from whatever a flow's code does inside its process.
+This module is imported by execution processes, so it never imports asyncio (and, through
+it, ssl): the host's asyncio reader is :func:`pyoco_server.worker.pool.read_message`.
 
-Host → execution process: ``config`` (once, first), ``run`` (one job), ``cancel``.
-Execution process → host: ``ready`` or ``fatal`` (once, first), ``progress``, ``spawn`` (a task
-started a child run), ``done``.
+Host → fork server: ``config`` (once, first), ``fork`` (with the new process's socket attached
+as ``SCM_RIGHTS``). Fork server → host: ``ready`` or ``fatal`` (once, first), ``forked`` (the
+new process's pid), ``exited`` (a process it forked has exited, with its exit code).
+
+Host → execution process: ``run`` (one job), ``cancel``.
+Execution process → host: ``ready`` (once, first), ``progress``, ``spawn`` (a task started a
+child run), ``done``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import struct
@@ -57,7 +62,7 @@ def decode(data: bytes) -> dict[str, Any]:
     return message
 
 
-def _check_length(length: int) -> None:
+def check_length(length: int) -> None:
     if length > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {length} bytes exceeds {MAX_MESSAGE_BYTES}")
 
@@ -83,28 +88,28 @@ class BlockingChannel:
             chunks += chunk
         return bytes(chunks)
 
+    def recv_with_fds(self, max_fds: int = 1) -> tuple[dict[str, Any] | None, list[int]]:
+        """Like :meth:`recv`, plus the file descriptors sent along with the message."""
+        first, fds, _, _ = socket.recv_fds(self.sock, HEADER.size, max_fds)
+        rest = self._read_exactly(HEADER.size - len(first)) if first else None
+        if rest is None:
+            return None, fds
+        (length,) = HEADER.unpack(first + rest)
+        check_length(length)
+        data = self._read_exactly(length)
+        return (None if data is None else decode(data)), fds
+
     def recv(self) -> dict[str, Any] | None:
         """The next message, or ``None`` when the host closed its end."""
         header = self._read_exactly(HEADER.size)
         if header is None:
             return None
         (length,) = HEADER.unpack(header)
-        _check_length(length)
+        check_length(length)
         data = self._read_exactly(length)
         if data is None:
             return None
         return decode(data)
-
-
-async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The host's end: the next message, or ``None`` when the process closed its end."""
-    try:
-        header = await reader.readexactly(HEADER.size)
-        (length,) = HEADER.unpack(header)
-        _check_length(length)
-        return decode(await reader.readexactly(length))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
 
 
 @dataclass

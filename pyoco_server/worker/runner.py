@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from ..children.tree import APPROVED_BY
 from ..errors import err_id, msg_id
 from ..jobs import InvalidJob, decode_job, pending_from_job
 from ..log import get_logger
@@ -171,6 +172,7 @@ class JobRunner:
             num_delivered=delivery.num_delivered,
             attempt=attempt if isinstance(attempt, int) else None,
             resume=job.get("resume") if isinstance(job.get("resume"), int) else 0,
+            approved_by=job.get(APPROVED_BY) if isinstance(job.get(APPROVED_BY), str) else None,
         )
         try:
             # A job from the gateway carries the PENDING snapshot it created: the claim is a

@@ -12,7 +12,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..model import CANCELLED, CANCELLING, PENDING, RUNNING, WAITING, is_terminal
+from ..children.changes import resumable
+from ..model import (
+    CANCELLED,
+    CANCELLING,
+    PENDING,
+    PENDING_APPROVAL,
+    RUNNING,
+    WAITING,
+    is_terminal,
+)
 
 Snapshot = dict[str, Any]
 
@@ -28,6 +37,12 @@ class Claim:
     ``finished`` (already terminal: redelivered job, or a PENDING run the gateway cancelled;
     or the job is of an earlier ``attempt`` than the run's, superseded by a redrive)
     or ``cancelled`` (a cancel was pending: written CANCELLED without executing).
+
+    A parent's resumption job (``resume`` one above the snapshot's) is run from WAITING when
+    every awaited child is done: the gateway publishes it before writing the parent PENDING
+    (see :mod:`pyoco_server.gateway.children.join`), so it may arrive first, or alone when
+    that gateway died in between. Likewise the job of a PENDING_APPROVAL run is run, with the
+    approval recorded: only an approval publishes it, before writing the snapshot.
 
     The claim records the delivery it came from (``job_stream_seq``: the job's sequence in the
     work stream, ``num_delivered``), so the gateway's lost-run reconciliation can ask JetStream
@@ -47,12 +62,14 @@ class Claim:
         num_delivered: int | None = None,
         attempt: int | None = None,
         resume: int = 0,
+        approved_by: str | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.job_stream_seq = job_stream_seq
         self.num_delivered = num_delivered
         self.attempt = attempt
         self.resume = resume
+        self.approved_by = approved_by
         self.decision: str | None = None
         self.found_status: str | None = None
 
@@ -62,12 +79,20 @@ class Claim:
         if is_terminal(self.found_status) or self._superseded(snapshot):
             self.decision = self.FINISHED
             return None
-        if self.found_status == WAITING or int(snapshot.get("resume") or 0) > self.resume:
+        if resumable(snapshot) and self.resume == int(snapshot.get("resume") or 0) + 1:
+            # The resumption job of a parent whose gateway published it and has not yet (or
+            # never: it died) written the parent PENDING: the job is due, run it.
+            snapshot.update(resume=self.resume, waiting_on=[])
+        elif self.found_status == WAITING or int(snapshot.get("resume") or 0) > self.resume:
             # A suspended parent (or a later resumption of it) owns the run: this delivery is
             # an earlier attempt's, redelivered after it had suspended.
             due = self.found_status == PENDING
             self.decision = self.RESUME_DUE if due else self.FINISHED
             return None
+        if self.found_status == PENDING_APPROVAL:
+            # Only an approval queues the job of a run awaiting one, and it publishes before it
+            # writes: this job is the approval, arriving first (or alone: its gateway died).
+            snapshot["approval"] = {"state": "approved", "by": self.approved_by, "at": now}
         if self.found_status == CANCELLING:
             self.decision = self.CANCELLED
             snapshot.update(

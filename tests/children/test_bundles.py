@@ -6,36 +6,7 @@ import time
 
 import httpx
 import pytest
-from childkit import TASKS, WorkerHost
-
-BUNDLE = f"""
-version: 1
-workflows:
-  main:
-    flow:
-      graph: "prepare >> fan >> report"
-      defaults: {{n: 2}}
-    tasks:
-      prepare: {{callable: "{TASKS}:prepare"}}
-      fan:
-        spawn: child
-        inputs: {{i: "$node.prepare.output"}}
-      report: {{callable: "{TASKS}:report"}}
-  child:
-    flow: {{graph: "square"}}
-    tasks:
-      square: {{callable: "CHILD_CALLABLE"}}
-submit:
-  entry_workflow: main
-  inputs: {{n: 3}}
-"""
-
-
-def bundle(child_callable: str = f"{TASKS}:square", target: str = "child") -> bytes:
-    text = BUNDLE.replace("CHILD_CALLABLE", child_callable).replace(
-        "spawn: child", f"spawn: {target}"
-    )
-    return text.encode()
+from childkit import BUNDLE, TASKS, WorkerHost, bundle
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +90,23 @@ def test_a_bundle_whose_entry_cannot_reach_a_spawn_runs_at_once(system):
     final = system.wait(answer.json()["run_id"], timeout=60)
     assert final["status"] == "COMPLETED", final
     assert final["task_records"]["square"]["output"] == 16
+
+
+def test_the_worker_checks_the_policy_of_a_spawned_workflow_again(system):
+    """Defence in depth: a worker whose allow-list is narrower than the gateway's refuses the
+    child workflow of a bundle the gateway accepted; the parent fails with it."""
+    strict = f"{TASKS}:prepare,{TASKS}:report"  # main's callables, not the child's square
+    host = WorkerHost(system, "strict", ["strict"], 1, {"PYOCO_YAML_ALLOWED_CALLABLES": strict})
+    try:
+        host.wait_listed()
+        run_id = post_bundle(system, bundle(), tag="strict").json()["run_id"]
+        approved = httpx.post(f"{system.url}/runs/{run_id}/approve", timeout=10)
+        assert approved.status_code == 200, approved.text
+        final = system.wait(run_id, timeout=60)
+        assert final["status"] == "FAILED", final
+        child = system.get(f"{run_id}.fan.0")
+        assert child["status"] == "FAILED"
+        assert "square" in child["error"] and "allowed" in child["error"], child["error"]
+        assert final["tasks"]["prepare"] == "SUCCEEDED"  # main itself passed the worker check
+    finally:
+        host.stop()

@@ -64,7 +64,8 @@ def test_continue_policy_collects_the_children_that_completed(system, tmp_path):
 
 def test_the_clients_wait_progress_counts_the_children(system):
     command = [sys.executable, "-m", "pyoco_server.cli.client", "--server", system.url]
-    command += ["submit", "--flow-name", "parent", "--params", '{"n": 3}', "--tag", "fan"]
+    params = '{"n": 3, "child_sleep": 1.0}'  # the parent waits long enough to be seen waiting
+    command += ["submit", "--flow-name", "parent", "--params", params, "--tag", "fan"]
     done = subprocess.run(
         [*command, "--wait", "--timeout", "60"], capture_output=True, text=True, timeout=90
     )

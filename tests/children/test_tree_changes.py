@@ -10,10 +10,12 @@ from pyoco_server.children.changes import (
     RESUME,
     WAIT,
     ChildFinished,
+    ResumeParent,
     SuspendParent,
 )
 from pyoco_server.worker.children.api import ChildRunFailed, SpawnError, SpawnScope, Suspend
 from pyoco_server.worker.children.ids import child_run_id
+from pyoco_server.worker.snapshots import Claim
 
 
 def running(**fields):
@@ -49,17 +51,41 @@ def test_a_suspension_by_a_worker_that_lost_the_run_writes_nothing():
     assert change.decision == NOTHING
 
 
-def test_only_the_last_awaited_child_resumes_a_waiting_parent():
+def test_only_the_last_awaited_child_makes_a_waiting_parent_resumable():
     waiting = {"status": "WAITING", "waiting_on": ["a", "b"], "children_done": {}}
     first = ChildFinished("a", "COMPLETED")
     after_first = first(dict(waiting))
     assert first.decision == NOTHING and after_first["status"] == "WAITING"
     second = ChildFinished("b", "FAILED")
     after_second = second(after_first)
-    assert second.decision == RESUME and after_second["status"] == "PENDING"
+    # Still WAITING: the resumption job is published before the parent is written PENDING.
+    assert second.decision == RESUME and after_second["status"] == "WAITING"
     assert after_second["children_done"] == {"a": "COMPLETED", "b": "FAILED"}
     again = ChildFinished("b", "FAILED")
     assert again(after_second) is None  # a second gateway noting the same child: no write
+
+
+def test_a_published_resumption_is_written_pending_once():
+    ready = {"status": "WAITING", "waiting_on": ["a"], "children_done": {"a": "COMPLETED"}}
+    first = ResumeParent(0)
+    written = first(dict(ready, resume=0))
+    assert first.applied and (written["status"], written["resume"]) == ("PENDING", 1)
+    assert ResumeParent(0)(written) is None  # a second gateway: already resumed
+
+
+def test_a_worker_runs_a_resumption_job_that_arrives_before_the_pending_write():
+    ready = {"status": "WAITING", "waiting_on": ["a"], "children_done": {"a": "COMPLETED"}}
+    claim = Claim("w1", resume=1)
+    written = claim(dict(ready, resume=0))
+    assert claim.decision == Claim.RUN and written["status"] == "RUNNING"
+    assert written["resume"] == 1
+    # ... and the gateway's PENDING write that follows changes nothing.
+    assert ResumeParent(0)(written) is None
+    # An old attempt's job, or a parent still waiting on a child, is not run.
+    stale = Claim("w1", resume=0)
+    assert stale(dict(ready, resume=0)) is None and stale.decision == Claim.FINISHED
+    early = Claim("w1", resume=1)
+    assert early(dict(ready, resume=0, children_done={})) is None
 
 
 def test_child_ids_are_deterministic_and_never_collide():
@@ -99,3 +125,13 @@ def test_wait_suspends_until_every_child_is_terminal():
     scope.children["p.fan.1"] = {"run_id": "p.fan.1", "status": "FAILED", "results": {}}
     with pytest.raises(ChildRunFailed, match=r"p\.fan\.1 \(FAILED\)"):
         both()
+
+
+def test_an_approval_job_that_arrives_before_the_approval_write_runs_and_records_it():
+    claim = Claim("w1", approved_by="key-1")
+    written = claim({"run_id": "b", "status": "PENDING_APPROVAL", "approval": {"state": "pending"}})
+    assert claim.decision == Claim.RUN and written["status"] == "RUNNING"
+    assert written["approval"]["state"] == "approved" and written["approval"]["by"] == "key-1"
+    rejected = Claim("w1", approved_by="key-1")
+    assert rejected({"run_id": "b", "status": "CANCELLED"}) is None  # a rejection won
+    assert rejected.decision == Claim.FINISHED

@@ -3,16 +3,20 @@ index; non-terminal runs never expire; the index on disk survives a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pytest
 from gwtools import TENANT_HEADER, FakeTenancy, start_gateway
 from nats.js.errors import KeyNotFoundError
+from structlog.testing import capture_logs
 from test_dlq import failed_run, publish_dead_letter
 
+from pyoco_server.gateway.retention import sweeper as sweeper_module
 from pyoco_server.gateway.retention.sweeper import MARKER_TTL_SEC
-from pyoco_server.gateway.run_index import RunIndex, open_index
+from pyoco_server.gateway.run_index import RunIndex
+from pyoco_server.gateway.run_index_files import open_index
 from pyoco_server.nats_client import ensure_resources
 from pyoco_server.stream_reader import StreamRecord
 
@@ -165,13 +169,13 @@ async def test_a_restart_keeps_the_index_on_disk_and_reads_only_the_tail(
         await put_run(kv, f"run-{n:02d}", "COMPLETED", 10)
     async with start_gateway(settings) as gateway:
         assert len(await listed(gateway)) == 30
-        # a second gateway on this host cannot share the file: it gets a private index
+        # a second gateway on this host cannot share the file: it gets a file of its own
         async with start_gateway(settings) as other:
             assert len(await listed(other)) == 30
             assert other.app.services.index.path != gateway.app.services.index.path
     last = await put_run(kv, "run-30", "RUNNING", 1)
     await put_run(kv, "run-05", "FAILED", 1)
-    reopened = open_index(settings.runs_kv_bucket, str(tmp_path))
+    reopened = open_index(settings)
     assert reopened.applied_seq == last - 1 and len(reopened) == 30
     reopened.close()
     async with start_gateway(settings) as gateway:
@@ -202,3 +206,52 @@ def test_local_expiry_drops_old_terminal_runs_only():
     ]
     assert index.status_counts()["COMPLETED"] == 0 and len(index) == 5
     assert index.status_counts()["WAITING"] == index.status_counts()["PENDING_APPROVAL"] == 1
+
+
+@pytest.mark.parametrize("tenant", [None, "acme"])
+async def test_a_backlog_is_swept_in_paced_batches_while_submits_are_answered(
+    nc, gateway_settings, monkeypatch, tenant
+):
+    monkeypatch.setattr(sweeper_module, "SWEEP_BATCH", 40)
+    monkeypatch.setattr(sweeper_module, "SWEEP_STEP", 4)
+    monkeypatch.setattr(sweeper_module, "STEP_PAUSE_MIN_SEC", 0.05)
+    settings = gateway_settings.with_overrides(run_retention_sec=HOUR)
+    kv = await runs_bucket(nc, settings)
+    extra = {"tenant_id": tenant} if tenant else {}
+    headers = {TENANT_HEADER: tenant} if tenant else {}
+    for n in range(160):
+        await put_run(kv, f"old-{n:03d}", "COMPLETED", 24 * HOUR, **extra)
+
+    async def stored() -> int:
+        answer = await gateway.simulate_get("/runs/counts", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json["total"]
+
+    async def wait_for(condition, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not await condition():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    with capture_logs() as logs:
+        async with start_gateway(settings, middleware=[FakeTenancy()]) as gateway:
+            # the background sweeper starts on the backlog at once
+            await wait_for(lambda: _below(stored, 160), 30)
+            submitted = await gateway.simulate_post(
+                "/runs", json={"flow_name": "fresh", "params": {}}, headers=headers
+            )
+            assert submitted.status_code < 300, submitted.text
+            # answered while most of the backlog was still waiting
+            assert await stored() > 100
+            await wait_for(lambda: _equal(stored, 1), 60)
+            assert await listed(gateway, **headers) == [submitted.json["run_id"]]
+    swept = [entry["purged"] for entry in logs if entry["event"] == "retention_swept"]
+    assert sum(swept) == 160 and len(swept) >= 4 and max(swept) <= 40
+
+
+async def _below(value, limit: int) -> bool:
+    return await value() < limit
+
+
+async def _equal(value, expected: int) -> bool:
+    return await value() == expected

@@ -21,9 +21,10 @@ class Decide:
     """Change function of an approval decision; :attr:`applied` says whether it was taken
     now, :attr:`found` the status it was taken on."""
 
-    def __init__(self, decision: str, by: str | None) -> None:
+    def __init__(self, decision: str, by: str | None, reason: str | None = None) -> None:
         self.decision = decision
         self.by = by
+        self.reason = reason
         self.applied = False
         self.found: str | None = None
 
@@ -37,8 +38,10 @@ class Decide:
         if self.decision == APPROVED:
             snapshot.update(status=PENDING, heartbeat_at=now)
         else:
-            snapshot.update(
-                status=CANCELLED, end_time=now, heartbeat_at=now, error="rejected by approval"
-            )
+            error = "rejected by approval"
+            if self.reason:
+                snapshot["approval"]["reason"] = self.reason
+                error = f"{error}: {self.reason}"
+            snapshot.update(status=CANCELLED, end_time=now, heartbeat_at=now, error=error)
         self.applied = True
         return snapshot

@@ -4,16 +4,18 @@ Every write to the runs KV bucket is also a plain NATS message on ``$KV.<bucket>
 each gateway subscribes to it (no consumer, no scan) and reacts to two kinds of snapshots:
 
 * a **terminal child** (it has ``parent_run_id``): noted in the parent (``children_done``)
-  with compare-and-set; when that was the last child a WAITING parent waited on, the parent
-  goes back to PENDING and its resumption job is queued (``Nats-Msg-Id`` per resumption, so
-  several gateways noting the same child queue it once); a waiting parent with children in
-  line gets the freed places;
+  with compare-and-set; when that was the last child a WAITING parent waited on, its
+  resumption job is published (``Nats-Msg-Id`` per resumption, so several gateways noting the
+  same child queue it once) and only then is the parent written PENDING: a gateway killed in
+  between leaves a WAITING parent that the sweep resumes, never a PENDING one without a job;
+  a waiting parent with children in line gets the freed places;
 * a **cancelled parent** (CANCELLING or CANCELLED with ``child_run_ids``): its active children
   that were spawned with ``cancel_with_parent`` (the default) are cancelled through the same
   change function as ``POST /runs/{id}/cancel``; their own writes cascade further down.
 
-A message missed while a gateway was disconnected is made up for by a sweep every
-``PYOCO_RECONCILE_INTERVAL_SEC`` over the WAITING runs of the run index.
+A message missed while a gateway was disconnected, or a resumption a killed gateway never
+published, is made up for by a sweep every ``PYOCO_RECONCILE_INTERVAL_SEC`` over the WAITING
+runs of the run index.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from ...children.changes import RESUME, ChildFinished
+from ...children.changes import RESUME, ChildFinished, ResumeParent, resumable
+from ...children.crash_points import BEFORE_RESUME_PUBLISH, BEFORE_RESUME_WRITE, crash_point
 from ...children.tree import Continuations, publish_resume, release_queued
 from ...log import get_logger
 from ...model import CANCELLED, CANCELLING, WAITING, is_terminal
@@ -140,13 +143,26 @@ class ChildJoin:
             parent, _ = await store.update(parent_id, change, "child_finished")
         except RunNotFound:
             return
-        nats = self.services.nats
         if change.decision == RESUME:
-            await publish_resume(
-                nats, self.settings, await self._continuations(), parent_id, parent["resume"]
-            )
+            await self.resume(store, parent)
         elif parent.get("status") == WAITING:
-            await release_queued(nats, self.settings, store, await self._continuations(), parent_id)
+            await release_queued(
+                self.services.nats, self.settings, store, await self._continuations(), parent_id
+            )
+
+    async def resume(self, store: RunStore, parent: dict[str, Any]) -> None:
+        """Queue the next resumption of a :func:`resumable` parent, then write it PENDING."""
+        parent_id = parent["run_id"]
+        current = int(parent.get("resume") or 0)
+        crash_point(BEFORE_RESUME_PUBLISH)
+        published = await publish_resume(
+            self.services.nats, self.settings, await self._continuations(), parent_id, current + 1
+        )
+        if not published:
+            return
+        crash_point(BEFORE_RESUME_WRITE)
+        with contextlib.suppress(RunNotFound):
+            await store.update(parent_id, ResumeParent(current), "resumed")
 
     async def cascade(self, parent: dict[str, Any]) -> None:
         """Cancel the active children of a cancelled parent that go with it."""
@@ -166,9 +182,10 @@ class ChildJoin:
 
     async def sweep(self) -> None:
         """Make up for missed writes: every WAITING parent whose awaited children are all
-        terminal is resumed, and freed places go to queued children. Reads one snapshot per
-        WAITING parent, plus the children the run index shows terminal but the parent has not
-        noted."""
+        terminal is resumed (also one whose last child was noted by a gateway killed before it
+        published the resumption), and freed places go to queued children. Reads one snapshot
+        per WAITING parent, plus the children the run index shows terminal but the parent has
+        not noted."""
         services = self.services
         if not services.index.loaded:
             return
@@ -179,6 +196,9 @@ class ChildJoin:
             except RunNotFound:
                 continue
             if parent.get("status") != WAITING:
+                continue
+            if resumable(parent):
+                await self.resume(store, parent)
                 continue
             await release_queued(
                 self.services.nats,

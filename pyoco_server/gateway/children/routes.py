@@ -8,13 +8,14 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from ...children.tree import Continuations, publish
+from ...children.crash_points import BEFORE_APPROVAL_WRITE, crash_point
+from ...children.tree import APPROVED_BY, Continuations, publish
 from ...jobs import build_job, pending_snapshot
 from ...log import get_logger
 from ...model import PENDING, PENDING_APPROVAL, WorkflowContext
 from ...run_store import RunNotFound
-from ..error_responses import ApiError, run_not_found
-from ..media import read_form, required_file
+from ..error_responses import ApiError, invalid, run_not_found
+from ..media import parse_json, read_body, read_form, required_file
 from ..run_view import run_view, visible_snapshot
 from ..services import GatewayServices
 from ..submit import encoded_job, publish_run
@@ -28,6 +29,8 @@ log = get_logger(__name__)
 
 #: ERR-PYOCO-0036: approve/reject of a run that is not PENDING_APPROVAL (409).
 NOT_AWAITING_APPROVAL = 36
+#: Longest ``reason`` of a rejection.
+MAX_REASON_CHARS = 1024
 
 
 class RunBundleResource:
@@ -90,10 +93,14 @@ class RunBundleResource:
 
 
 class RunDecisionResource:
-    """``POST /runs/{run_id}/approve`` or ``/reject`` of a PENDING_APPROVAL run.
+    """``POST /runs/{run_id}/approve`` or ``/reject`` of a PENDING_APPROVAL run; a reject may
+    carry ``{"reason": "..."}``.
 
     Answers the snapshot; 409 ERR-PYOCO-0036 when the run is not awaiting approval (a
-    repeated identical decision answers 200 with the snapshot, unchanged).
+    repeated identical decision answers 200 with the snapshot, unchanged). An approval
+    publishes the job before it writes the snapshot: a worker may claim the job first, and
+    then records the approval itself (``approved_by`` in the job), so an approval is never
+    half done (PENDING without a job).
     """
 
     def __init__(self, services: GatewayServices, decision: str) -> None:
@@ -104,9 +111,16 @@ class RunDecisionResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, run_id: str
     ) -> None:
         caller = caller_of(req)
+        reason = await self._reason(req) if self.decision == REJECTED else None
         store = await self.services.run_store()
-        await visible_snapshot(store, caller, run_id)
-        change = Decide(self.decision, caller.api_key_id)
+        before, _ = await visible_snapshot(store, caller, run_id)
+        if self.decision == APPROVED and before.get("status") == PENDING_APPROVAL:
+            # Publish first: the queued job is the approval (a worker that takes it before
+            # the write below runs it and records the approval), so a gateway killed here
+            # loses nothing.
+            await self._queue(run_id, caller.api_key_id)
+            crash_point(BEFORE_APPROVAL_WRITE)
+        change = Decide(self.decision, caller.api_key_id, reason)
         try:
             snapshot, _ = await store.update(run_id, change, f"run_{self.decision}")
         except RunNotFound:
@@ -119,19 +133,36 @@ class RunDecisionResource:
                 f"run {run_id!r} is {change.found}, not {PENDING_APPROVAL}",
                 status=change.found,
             )
-        if self.decision == APPROVED and change.applied:
-            await self._queue(run_id)
         log.info("run_approval", run_id=run_id, decision=self.decision, applied=change.applied)
         resp.media = await run_view(self.services, snapshot, set())
 
-    async def _queue(self, run_id: str) -> None:
+    async def _reason(self, req: falcon.asgi.Request) -> str | None:
+        """The optional ``reason`` of a rejection (no body, or a JSON object)."""
+        settings = self.services.settings
+        raw = await read_body(req, settings.http_max_body_bytes)
+        if not raw.strip():
+            return None
+        document = parse_json(req, raw, settings.max_nesting_depth)
+        if not isinstance(document, dict):
+            raise invalid("the request body must be a JSON object")
+        reason = document.get("reason")
+        if reason is None:
+            return None
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+            raise invalid(
+                f"reason must be a string of at most {MAX_REASON_CHARS} characters",
+                [{"field": "reason", "message": "expected a short string"}],
+            )
+        return reason.strip() or None
+
+    async def _queue(self, run_id: str, approved_by: str | None) -> None:
         settings = self.services.settings
         continuations = Continuations(await self.services.nats.kv(settings.spawn_kv_bucket))
         record, _ = await continuations.get(run_id)
         if record is None:
             log.error("approved_run_without_job", run_id=run_id)
             return
-        job = record["job"]
+        job = {**record["job"], APPROVED_BY: approved_by}
         await publish(self.services.nats, settings, job, f"{run_id}:{job.get('attempt', 1)}")
 
 

@@ -39,20 +39,42 @@ def schemas() -> dict[str, Any]:
     return {}
 
 
-def _decision(name: str, verb: str, result: str) -> dict[str, Any]:
-    return {
-        "post": {
-            "operationId": f"{name}Run",
-            "summary": f"{verb} a spawn bundle run waiting in PENDING_APPROVAL",
-            "description": f"PENDING_APPROVAL becomes {result}. Repeating the same decision "
-            "answers the snapshot unchanged; any other status is 409 ERR-PYOCO-0036.",
-            "parameters": [ref("parameters", "RunId")],
-            "responses": {
-                "200": json_response(ref("schemas", "RunSnapshot"), "the run's snapshot"),
-                **error_responses(404, 409, 503),
-            },
+#: The optional body of a rejection.
+REJECT_BODY: dict[str, Any] = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "reason": {
+                        "type": "string",
+                        "maxLength": 1024,
+                        "description": "why; recorded in error and approval.reason",
+                    }
+                },
+            }
         }
+    },
+}
+
+
+def _decision(name: str, verb: str, result: str, note: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{name}Run",
+        "summary": f"{verb} a spawn bundle run waiting in PENDING_APPROVAL",
+        "description": f"PENDING_APPROVAL becomes {result}. Repeating the same decision "
+        f"answers the snapshot unchanged; any other status is 409 ERR-PYOCO-0036. {note}",
+        "parameters": [ref("parameters", "RunId")],
+        "responses": {
+            "200": json_response(ref("schemas", "RunSnapshot"), "the run's snapshot"),
+            **error_responses(404, 409, 503),
+        },
     }
+    if name == "reject":
+        operation["requestBody"] = REJECT_BODY
+        operation["responses"].update(error_responses(422))
+    return {"post": operation}
 
 
 def paths() -> dict[str, Any]:
@@ -97,6 +119,18 @@ def paths() -> dict[str, Any]:
                 },
             }
         },
-        "/runs/{run_id}/approve": _decision("approve", "Approve", "PENDING and is queued"),
-        "/runs/{run_id}/reject": _decision("reject", "Reject", "CANCELLED"),
+        "/runs/{run_id}/approve": _decision(
+            "approve",
+            "Approve",
+            "PENDING and is queued",
+            "The job is queued before the snapshot is written (a worker that takes it "
+            "first records the approval), so retrying a lost answer is safe.",
+        ),
+        "/runs/{run_id}/reject": _decision(
+            "reject",
+            "Reject",
+            "CANCELLED",
+            "An optional JSON body {reason} is recorded (error: 'rejected by approval: "
+            "<reason>'); a reason that is not a string of at most 1024 characters is 422.",
+        ),
     }

@@ -33,16 +33,19 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-#: Seconds between two sweeps (each purges at most :data:`SWEEP_BATCH` runs).
+#: Seconds between two sweeps when the last one found no backlog.
 SWEEP_INTERVAL_SEC = 5.0
-#: Runs purged per sweep at most (in groups of :data:`SWEEP_CONCURRENCY` concurrent purges).
+#: Runs one sweep takes from the index at most (then the index is asked again).
 SWEEP_BATCH = 1000
-SWEEP_CONCURRENCY = 16
-#: While working through a backlog, the pause after a full batch is this many times the time
-#: the batch took (at least :data:`BACKLOG_PAUSE_SEC`): sweeping takes at most a fifth of the
-#: gateway's time and of its NATS round trips, so submits keep their pace.
-BACKLOG_PAUSE_FACTOR = 4.0
-BACKLOG_PAUSE_SEC = 0.5
+#: Runs purged at once (concurrent compare-and-set publishes): one step of a sweep.
+SWEEP_STEP = 16
+#: Share of the time a sweep may spend purging: after each step it pauses
+#: ``(1 - SWEEP_DUTY) / SWEEP_DUTY`` times as long as the step took (at least
+#: :data:`STEP_PAUSE_MIN_SEC`), so a backlog costs submits at most about this share of the
+#: gateway's and NATS's time, spread evenly rather than in bursts, and drains at about this
+#: share of the rate an unpaced sweep would reach.
+SWEEP_DUTY = 0.1
+STEP_PAUSE_MIN_SEC = 0.005
 #: How long a purge marker stays in the runs stream (then the server removes it).
 MARKER_TTL_SEC = 3600
 #: How long the sweeping gateway's lease lasts unless renewed (renewed on every sweep).
@@ -66,9 +69,13 @@ class RetentionSweeper:
         self.stream = kv_stream_name(bucket)
         self.prefix = kv_subject_prefix(bucket)
         self._marker_ttl: int | None = None
+        #: The last sweep found a full batch of expired runs (more are probably waiting).
+        self.backlog = False
 
-    async def sweep_once(self) -> int:
-        """One sweep; returns the number of runs this gateway purged from KV."""
+    async def sweep_once(self, stop: asyncio.Event | None = None) -> int:
+        """One sweep: up to :data:`SWEEP_BATCH` runs, :data:`SWEEP_STEP` at a time with a
+        pause after each step (:data:`SWEEP_DUTY`; cut short when ``stop`` is set, which also
+        ends the sweep); returns the number of runs this gateway purged from KV."""
         retention = self.settings.run_retention_sec
         if not retention:
             return 0
@@ -78,12 +85,22 @@ class RetentionSweeper:
             await self.services.query_index("expire", cutoff)
             return 0
         candidates = await self.services.query_index("expired", now - retention, SWEEP_BATCH)
+        self.backlog = False
         if not candidates:
             return 0
+        self.backlog = len(candidates) >= SWEEP_BATCH
         ttl = await self._ensure_marker_ttl()
+        stop = stop or asyncio.Event()
         purged = 0
-        for start in range(0, len(candidates), SWEEP_CONCURRENCY):
-            group = candidates[start : start + SWEEP_CONCURRENCY]
+        renewed = time.monotonic()
+        for start in range(0, len(candidates), SWEEP_STEP):
+            began = time.monotonic()
+            if began - renewed > LEASE_SEC / 3:
+                # a paced sweep under load can outlast the lease: renew it, or stop if lost
+                if not await self.lease.hold():
+                    break
+                renewed = began
+            group = candidates[start : start + SWEEP_STEP]
             results = await asyncio.gather(
                 *(self._purge(run_id, revision, ttl) for run_id, revision in group),
                 return_exceptions=True,
@@ -96,6 +113,12 @@ class RetentionSweeper:
                     failed=len(failures),
                     error=f"{type(failures[0]).__name__}: {failures[0]}",
                 )
+            took = time.monotonic() - began
+            pause = max(STEP_PAUSE_MIN_SEC, took * (1 - SWEEP_DUTY) / SWEEP_DUTY)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            if stop.is_set():
+                break
         if purged:
             log.info("retention_swept", purged=purged, retention_sec=retention)
         return purged
@@ -140,18 +163,15 @@ class RetentionSweeper:
         """Sweep every ``interval`` while connected, until ``stop``; gives the lease up at the
         end so another gateway takes over at once."""
         while not stop.is_set():
-            purged = 0
-            began = time.monotonic()
+            self.backlog = False
             if self.services.nats.connected:
                 try:
-                    purged = await self.sweep_once()
+                    await self.sweep_once(stop)
                 except Exception as exc:
                     log.warning("retention_sweep_failed", error=f"{type(exc).__name__}: {exc}")
-            # A full batch means a backlog (a first start, a shorter retention): keep going,
-            # with a pause that leaves the gateway and NATS to the submits.
-            took = time.monotonic() - began
-            backlog = max(BACKLOG_PAUSE_SEC, BACKLOG_PAUSE_FACTOR * took)
-            pause = backlog if purged >= SWEEP_BATCH else self.interval
+            # A full batch means a backlog (a first start, a shorter retention): go on at once
+            # (each step of a sweep already paused); otherwise wait for the next interval.
+            pause = STEP_PAUSE_MIN_SEC if self.backlog else self.interval
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
         with contextlib.suppress(Exception):

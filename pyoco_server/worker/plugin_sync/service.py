@@ -10,30 +10,14 @@ execution processes between runs; (3) adds :meth:`record_fields` (``plugins``,
 from __future__ import annotations
 
 import asyncio
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ...config import Settings
 from ...plugin_registry.signing import TrustedKeys
+from .options import PluginSyncOptions, sync_root
 from .plugin_set import PluginSet
 from .status import StatusBoard
 from .sync import PluginSync
-
-
-def sync_root(directory: str, worker_id: str) -> Path:
-    """The directory a worker unpacks its synced wheels into."""
-    return Path(os.path.abspath(directory)) / worker_id
-
-
-@dataclass
-class PluginSyncOptions:
-    """``--plugin-sync`` settings of one worker."""
-
-    directory: str
-    trusted_keys: tuple[str, ...] = field(default_factory=tuple)
-    trusted_source: str = "PYOCO_PLUGIN_TRUSTED_KEYS"
 
 
 class PluginSyncService:
