@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from falcon.testing import ASGIConductor
 from worker_support import (
     WorkerProcess,
     make_job,
@@ -24,7 +25,9 @@ from worker_support import (
     wait_until,
 )
 
+from pyoco_server.api_keys import ApiKeyStore, open_auth_kv
 from pyoco_server.config import Settings
+from pyoco_server.gateway.app import create_app
 from pyoco_server.jobs import (
     PENDING_FIELD,
     encode_job,
@@ -33,6 +36,7 @@ from pyoco_server.jobs import (
     with_pending,
     without_pending,
 )
+from pyoco_server.plugins import build_plugin_manager
 from pyoco_server.run_store import RunStore, encode_capped
 from pyoco_server.testing import isolated_settings
 
@@ -132,6 +136,32 @@ async def test_the_claim_starts_from_the_snapshot_the_job_carries(system, shared
     snapshot = await wait_for_run(store, job["run_id"])
     assert snapshot["status"] == "COMPLETED"
     assert snapshot["carried_only"] is True
+
+
+@pytest.mark.parametrize("auth", ["none", "api_key"])
+async def test_a_run_submitted_through_the_gateway_keeps_its_tenant(
+    system, nc, shared_settings, auth
+):
+    _, store = system
+    settings = shared_settings
+    headers: dict[str, str] = {}
+    if auth == "api_key":
+        settings = shared_settings.with_overrides(http_auth_mode="api_key", auth_pepper="p" * 32)
+        kv = await open_auth_kv(nc.jetstream(timeout=5.0), settings)
+
+        async def get_kv():
+            return kv
+
+        key, _ = await ApiKeyStore(get_kv, settings.auth_pepper.encode()).create("acme")
+        headers = {settings.http_api_key_header: key}
+    app = create_app(settings, build_plugin_manager())
+    async with ASGIConductor(app) as client:
+        answer = await client.simulate_post("/runs", json={"flow_name": "noop"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+    snapshot = await wait_for_run(store, answer.json["run_id"])
+    assert snapshot["status"] == "COMPLETED"
+    assert snapshot.get("tenant_id") == ("acme" if auth == "api_key" else None)
+    assert "pending_snapshot" not in snapshot
 
 
 @pytest.mark.parametrize(
