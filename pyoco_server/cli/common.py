@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..config import Settings
 from ..errors import PyocoServerError
 from ..hook_trace import TRACE_LOGGER, enable_tracing
 from ..log import get_logger
 from ..plugins import PluginOptions, PyocoPluginManager, build_plugin_manager
-
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -107,13 +104,3 @@ def run_command(func: Callable[[], int]) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop when it is installed (cheaper socket and pipe I/O than asyncio's
-    own loop; the gateway gets it from uvicorn), else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
