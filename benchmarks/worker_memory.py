@@ -17,12 +17,7 @@ point 5): one slot <= 48 MiB in total, each further slot <= 12 MiB more.
 Also: how long an execution process killed with ``SIGKILL`` takes to be replaced (kill to a
 new process ready and idle in the pool), ``--kills`` times at concurrency 1.
 
-``--without-rich`` hides ``rich`` from the worker (``benchmarks/without_rich``), as in a plain
-``pip install pyoco-server``: structlog imports rich whenever it is installed (~5 MiB in the
-host), and a development install has it through schemathesis.
-
-Usage: ``.venv/bin/python benchmarks/worker_memory.py [--runs 200] [--slots 1,2,4] [--kills 20]
-[--without-rich]``.
+Usage: ``.venv/bin/python benchmarks/worker_memory.py [--runs 200] [--slots 1,2,4] [--kills 20]``.
 Prints a table per concurrency, a summary, then one JSON document (the last line).
 """
 
@@ -89,16 +84,12 @@ def memory_of(pid: int, host_pid: int) -> dict[str, Any]:
     return {"pid": pid, "role": role, **figures, "imports": sorted(mapped)}
 
 
-async def measure(
-    slots: int, runs: int, tmp: Path, without_rich: bool = False, timeout: float = 120.0
-) -> dict[str, Any]:
+async def measure(slots: int, runs: int, tmp: Path, timeout: float = 120.0) -> dict[str, Any]:
     """One host at ``--concurrency slots``: run ``runs`` jobs, idle, measure its tree."""
     server = EmbeddedNats(tmp / f"nats-{uuid.uuid4().hex[:6]}")
     server.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYOCO_") and k != "PYTHONPATH"}
     env.update({"PYOCO_NATS_URL": server.url, "PYOCO_LOG_LEVEL": "WARNING"})
-    if without_rich:
-        env["PYTHONPATH"] = str(ROOT / "benchmarks" / "without_rich")
     nc = await connect(server.url, "bench-memory")
     worker = None
     log = open(tmp / f"worker-c{slots}.log", "ab")  # noqa: SIM115
@@ -206,7 +197,7 @@ def report(results: list[dict[str, Any]]) -> None:
 async def main(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[float]]:
     slots = [int(item) for item in args.slots.split(",")]
     with tempfile.TemporaryDirectory(prefix="pyoco-bench-memory-") as tmp:
-        results = [await measure(count, args.runs, Path(tmp), args.without_rich) for count in slots]
+        results = [await measure(count, args.runs, Path(tmp)) for count in slots]
         return results, await replacement_ms(args.kills, Path(tmp))
 
 
@@ -215,9 +206,6 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=200, help="runs before measuring [200]")
     parser.add_argument("--slots", default="1,2,4", help="concurrencies to measure [1,2,4]")
     parser.add_argument("--kills", type=int, default=20, help="replacements to time [20]")
-    parser.add_argument(
-        "--without-rich", action="store_true", help="hide rich, as in a plain install"
-    )
     results, replacements = asyncio.run(main(parser.parse_args()))
     report(results)
     middle = replacements[len(replacements) // 2] if replacements else None

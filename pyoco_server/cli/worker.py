@@ -8,13 +8,11 @@ import sys
 import textwrap
 from typing import Any
 
-import structlog
-
 from .. import __version__
 from ..config import Settings, env_var, validate_tag
 from ..errors import ConfigError
 from ..hook_trace import TRACE_LOGGER, enable_tracing
-from ..log import configure_logging, get_logger
+from ..log import configure_logging, get_logger, structlog
 from ..plugins import build_plugin_manager
 from ..worker.host import (
     PluginSelection,

@@ -72,9 +72,7 @@ def _configure_stdlib_logging(settings: Settings) -> None:
 
 def _configure_structlog(settings: Settings, config: dict[str, Any]) -> Any:
     """The host's structlog set-up, with this process's context; returns ``get_logger``."""
-    import structlog
-
-    from ..log import configure_logging, get_logger
+    from ..log import configure_logging, get_logger, structlog
 
     configure_logging(settings, "pyoco-server:worker")
     structlog.contextvars.bind_contextvars(

@@ -14,12 +14,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from ..children.tree import APPROVED_BY
 from ..errors import err_id, msg_id
 from ..jobs import InvalidJob, decode_job, pending_from_job
-from ..log import get_logger
+from ..log import get_logger, structlog
 from ..model import CANCELLED, Failure
 from ..run_store import RunNotFound
 from .children.coordinator import ChildCoordinator, ParentGone
