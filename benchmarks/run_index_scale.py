@@ -51,6 +51,8 @@ DAY = 86400.0
 SWEEP_WATCH_SEC = 30.0
 #: Seconds of sequential submits per submit figure.
 SUBMIT_SEC = 10.0
+#: Off/on pairs of submit phases in the sweeping side-by-side (medians reported).
+SWEEP_PHASES = 3
 FLOWS = [f"flow_{n}" for n in range(20)]
 TAGS = ["default", "gpu", "cpu", "io", "batch"]
 TENANTS = [f"tenant_{n}" for n in range(10)]
@@ -315,40 +317,51 @@ def run_size(size: int, directory: Path, requests: int, options: argparse.Namesp
 
 
 def sweep_side_by_side(url: str, port: int, env: dict[str, str]) -> dict:
-    """Submits per second with retention off, then with a retention of 7 days over 10 days of
-    runs (about 27 % of the terminal runs expire) while the sweeper works through them; then
-    the sweeper's pace alone. Purges runs: the store is no longer as filled afterwards."""
+    """Submits per second with retention off and with a retention of 7 days over 10 days of
+    runs (about 27 % of the terminal runs expire, a backlog the sweeper works through),
+    alternated :data:`SWEEP_PHASES` times — off, on, off, on, ... each on a freshly started
+    gateway, so that a slow stretch of the machine hits both sides — then the sweeper's pace
+    alone. Reports every phase and the medians. Purges runs: the store is no longer as
+    filled afterwards."""
     base = f"http://127.0.0.1:{port}"
+    off: list[float] = []
+    on: list[float] = []
+    swept_during: list[int] = []
     result: dict = {}
-    gateway = start_gateway(url, port, env)
-    try:
-        wait_ready(base)
-        with httpx.Client(base_url=base, timeout=30) as client:
-            result["submits_per_sec_retention_off"] = submit_rate(client, SUBMIT_SEC)[1]
-    finally:
-        stop(gateway)
-    gateway = start_gateway(url, port, {**env, "PYOCO_RUN_RETENTION_SEC": str(7 * DAY)})
-    try:
-        wait_ready(base)
-        with httpx.Client(base_url=base, timeout=30) as client:
-            before = total(client)
-            began = time.perf_counter()
-            submitted, rate = submit_rate(client, SUBMIT_SEC)
-            elapsed = time.perf_counter() - began
-            result["submits_per_sec_while_sweeping"] = rate
-            swept = before + submitted - total(client)
-            result["swept_runs_per_sec_during_submits"] = round(swept / elapsed)
-            # then let the sweeper work alone for a while and measure its pace
-            before, began = total(client), time.perf_counter()
-            time.sleep(SWEEP_WATCH_SEC)
-            last = total(client)
-            result["swept_runs_per_sec_alone"] = round(
-                (before - last) / (time.perf_counter() - began)
-            )
-            result["runs_after_sweep"] = last
-            result["rss_mib_after_sweep"] = rss_mib(gateway.pid)
-    finally:
-        stop(gateway)
+    retention_env = {**env, "PYOCO_RUN_RETENTION_SEC": str(7 * DAY)}
+    for phase in range(SWEEP_PHASES):
+        for sweeping in (False, True):
+            gateway = start_gateway(url, port, retention_env if sweeping else env)
+            try:
+                wait_ready(base)
+                with httpx.Client(base_url=base, timeout=30) as client:
+                    before = total(client)
+                    began = time.perf_counter()
+                    submitted, rate = submit_rate(client, SUBMIT_SEC)
+                    elapsed = time.perf_counter() - began
+                    (on if sweeping else off).append(rate)
+                    if sweeping:
+                        swept = before + submitted - total(client)
+                        swept_during.append(round(swept / elapsed))
+                    if sweeping and phase == SWEEP_PHASES - 1:
+                        # then let the sweeper work alone for a while and measure its pace
+                        before, began = total(client), time.perf_counter()
+                        time.sleep(SWEEP_WATCH_SEC)
+                        last = total(client)
+                        result["swept_runs_per_sec_alone"] = round(
+                            (before - last) / (time.perf_counter() - began)
+                        )
+                        result["runs_after_sweep"] = last
+                        result["rss_mib_after_sweep"] = rss_mib(gateway.pid)
+            finally:
+                stop(gateway)
+    result.update(
+        submits_per_sec_retention_off=statistics.median(off),
+        submits_per_sec_while_sweeping=statistics.median(on),
+        swept_runs_per_sec_during_submits=statistics.median(swept_during),
+        submits_per_sec_phases={"retention_off": off, "while_sweeping": on},
+        swept_runs_per_sec_phases=swept_during,
+    )
     return result
 
 
