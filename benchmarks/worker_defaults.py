@@ -188,14 +188,20 @@ async def one_round(
         }
     finally:
         await nc.close()
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_worker(worker)
         log.close()
         server.stop()
+
+
+def stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
+    """Stop a worker host: SIGTERM (its graceful shutdown), SIGKILL after 30 s."""
+    if worker is None:
+        return
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
 
 
 def contenders(args: argparse.Namespace) -> list[Contender]:

@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from worker_defaults import RESOLVER, ROOT, process_tree, submit_ours
+from worker_defaults import RESOLVER, ROOT, process_tree, stop_worker, submit_ours
 
 from pyoco_server.config import Settings
 from pyoco_server.embedded import EmbeddedNats
@@ -127,12 +127,7 @@ async def measure(slots: int, runs: int, tmp: Path, timeout: float = 120.0) -> d
         return {"slots": slots, "processes": processes, "total_kib": total}
     finally:
         await nc.close()
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_worker(worker)
         log.close()
         server.stop()
 

@@ -21,6 +21,7 @@ from worker_support import (
     make_job,
     open_store,
     queue_is_empty,
+    running_worker,
     wait_for_run,
     wait_until,
 )
@@ -48,13 +49,9 @@ def shared_settings(nats_server) -> Settings:
 
 @pytest.fixture(scope="module")
 def worker(shared_settings: Settings, tmp_path_factory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        shared_settings, tmp_path_factory.mktemp("worker"), "--tags", "default,other"
-    )
-    try:
+    directory = tmp_path_factory.mktemp("worker")
+    with running_worker(shared_settings, directory, "--tags", "default,other") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from worker_support import (
     make_job,
     open_store,
     queue_is_empty,
+    running_worker,
     submit,
     wait_for_run,
     wait_until,
@@ -38,13 +39,9 @@ def shared_settings(nats_server) -> Settings:
 
 @pytest.fixture(scope="module")
 def worker(shared_settings: Settings, tmp_path_factory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        shared_settings, tmp_path_factory.mktemp("worker"), "--concurrency", "2"
-    )
-    try:
+    directory = tmp_path_factory.mktemp("worker")
+    with running_worker(shared_settings, directory, "--concurrency", "2") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

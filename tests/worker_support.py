@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,17 @@ def for_run(run_id: str) -> Any:
 async def queue_is_empty(js: Any, settings: Settings) -> bool:
     info = await js.stream_info(settings.work_stream)
     return info.state.messages == 0
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, directory: Path, *args: str) -> Iterator[WorkerProcess]:
+    """A worker process (this suite's resolver, ``args`` added), stopped on leaving; for the
+    module-scoped worker fixtures that serve a whole test module."""
+    process = WorkerProcess(settings, directory, *args)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 class WorkerProcess(HarnessWorker):
