@@ -40,6 +40,7 @@ from .config import MIN_PEPPER_CHARS, Settings
 from .errors import ConfigError, PyocoServerError
 from .log import get_logger
 from .nats_client import kv_configs
+from .stream_reader import kv_current
 
 log = get_logger(__name__)
 
@@ -395,17 +396,14 @@ class ApiKeyStore:
         kv = await self._kv()
         records: list[ApiKeyRecord] = []
         try:
-            watcher = await kv.watch(RECORD_PREFIX + ">", ignore_deletes=True)
-            try:
-                while (entry := await watcher.updates(timeout=5.0)) is not None:
-                    try:
-                        records.append(ApiKeyRecord.decode(entry.value))
-                    except ValueError as exc:
-                        log.error("api_key_record_corrupt", kv_key=entry.key, error=str(exc))
-            finally:
-                await watcher.stop()
+            entries = await kv_current(kv, RECORD_PREFIX + ">")
         except Exception as exc:
             raise AuthBackendUnavailable(f"key store unavailable: {type(exc).__name__}") from None
+        for key, value in entries:
+            try:
+                records.append(ApiKeyRecord.decode(value))
+            except ValueError as exc:
+                log.error("api_key_record_corrupt", kv_key=key, error=str(exc))
         if tenant_id is not None:
             records = [record for record in records if record.tenant_id == tenant_id]
         return sorted(records, key=lambda record: (record.created_at, record.key_id))

@@ -128,3 +128,30 @@ def kv_stream_name(bucket: str) -> str:
 def kv_subject_prefix(bucket: str) -> str:
     """The subject prefix of the keys of ``bucket`` (``$KV.<bucket>.``)."""
     return f"$KV.{bucket}."
+
+
+async def kv_current(kv: Any, key_filter: str = ">") -> list[tuple[str, bytes]]:
+    """Every key of the KV bucket ``kv`` matching ``key_filter`` with its current value
+    (deleted and purged keys left out), in the order the keys were last written.
+
+    Reads the bucket's stream with :func:`read_stream` instead of a KV watch: nats-py's watch
+    signals "no more initial values" when the consumer reports nothing pending, which can come
+    before values already delivered to the client have been handed to the watcher — under
+    load such a listing came back empty or short. A pull consumer delivers only what is asked
+    for, so its pending count is exact.
+    """
+    # nats-py's KeyValue has no public accessors for its JetStream context, stream and prefix.
+    js, stream, prefix = kv._js, kv._stream, kv._pre
+    latest: dict[str, StreamRecord] = {}
+
+    def keep(records: list[StreamRecord]) -> None:
+        for record in records:
+            latest.pop(record.subject, None)  # re-insert: the order is that of the last write
+            latest[record.subject] = record
+
+    await read_stream(js, stream, prefix + key_filter, 1, keep)
+    return [
+        (subject[len(prefix) :], record.data)
+        for subject, record in latest.items()
+        if not record.deleted and record.data
+    ]

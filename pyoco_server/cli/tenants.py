@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
-
-from nats.js.errors import NoKeysError
 
 from ..api_keys import ApiKeyStore, AuthBackendUnavailable
 from ..config import Settings
 from ..gateway.cancel import EVENT, CancelRequest
 from ..model import is_terminal
 from ..run_store import RunNotFound, RunStore
+from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
 from .common import add_plugin_arguments, make_plugin_manager
 
 #: Scans of the runs bucket at most; each after the previous one cancelled something.
@@ -61,8 +61,9 @@ async def delete_tenant(
         if not record.revoked:
             await keys.revoke(record.key_id)
             revoked.append(record.key_id)
+    js = nc.jetstream(timeout=5.0)
     try:
-        kv = await nc.jetstream(timeout=5.0).key_value(settings.runs_kv_bucket)
+        kv = await js.key_value(settings.runs_kv_bucket)
     except Exception as exc:
         raise AuthBackendUnavailable(
             f"cannot open the runs bucket {settings.runs_kv_bucket!r} ({type(exc).__name__})"
@@ -70,7 +71,7 @@ async def delete_tenant(
     store = RunStore(kv, make_plugin_manager(args, settings), settings)
     cancelled: list[str] = []
     for attempt in range(MAX_PASSES):
-        found = await _cancel_pass(kv, store, args.tenant_id)
+        found = await _cancel_pass(js, store, args.tenant_id)
         cancelled += [run_id for run_id in found if run_id not in cancelled]
         if not found:
             break
@@ -79,14 +80,11 @@ async def delete_tenant(
     return {"tenant_id": args.tenant_id, "keys_revoked": revoked, "runs_cancelled": cancelled}
 
 
-async def _cancel_pass(kv: Any, store: RunStore, tenant_id: str) -> list[str]:
+async def _cancel_pass(js: Any, store: RunStore, tenant_id: str) -> list[str]:
     """Cancel the tenant's runs that are not terminal and not already being cancelled."""
-    try:
-        run_ids = await kv.keys()
-    except NoKeysError:
-        return []
+    candidates = await _active_runs_of(js, store.settings.runs_kv_bucket, tenant_id)
     cancelled = []
-    for run_id in run_ids:
+    for run_id in candidates:
         try:
             snapshot, _ = await store.get(run_id)
         except RunNotFound:
@@ -101,3 +99,30 @@ async def _cancel_pass(kv: Any, store: RunStore, tenant_id: str) -> list[str]:
         if change.wrote:
             cancelled.append(run_id)
     return cancelled
+
+
+async def _active_runs_of(js: Any, bucket: str, tenant_id: str) -> list[str]:
+    """Ids of the tenant's runs whose stored status is not terminal, from one pass over the
+    runs bucket's stream (batch by batch: only the matching ids are kept in memory)."""
+    prefix = kv_subject_prefix(bucket)
+    found: dict[str, None] = {}
+
+    def collect(records: list[StreamRecord]) -> None:
+        for record in records:
+            run_id = record.subject[len(prefix) :]
+            found.pop(run_id, None)
+            if record.deleted or not record.data:
+                continue
+            try:
+                snapshot = json.loads(record.data)
+            except ValueError:
+                continue
+            if (
+                isinstance(snapshot, dict)
+                and snapshot.get("tenant_id") == tenant_id
+                and not is_terminal(snapshot.get("status"))
+            ):
+                found[run_id] = None
+
+    await read_stream(js, kv_stream_name(bucket), prefix + ">", 1, collect)
+    return list(found)

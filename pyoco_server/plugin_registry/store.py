@@ -29,13 +29,13 @@ from packaging.version import InvalidVersion, Version
 from ..config import Settings
 from ..errors import PyocoServerError
 from ..log import get_logger
+from ..stream_reader import kv_current
 from .preflight import WheelFacts, wheel_identity
 from .records import ACTIONS, DIST_PREFIX, Distribution, Release, history_event
 
 log = get_logger(__name__)
 
 CAS_ATTEMPTS = 8
-HISTORY_READ_TIMEOUT_SEC = 5.0
 
 
 class VersionConflict(PyocoServerError):
@@ -131,15 +131,11 @@ class PluginRegistry:
         """Every distribution document."""
         kv = await self._kv()
         docs: list[Distribution] = []
-        watcher = await kv.watch(DIST_PREFIX + ">", ignore_deletes=True)
-        try:
-            while (entry := await watcher.updates(timeout=HISTORY_READ_TIMEOUT_SEC)) is not None:
-                try:
-                    docs.append(Distribution.decode(entry.value))
-                except ValueError as exc:
-                    log.error("plugin_registry_document_corrupt", key=entry.key, error=str(exc))
-        finally:
-            await watcher.stop()
+        for key, value in await kv_current(kv, DIST_PREFIX + ">"):
+            try:
+                docs.append(Distribution.decode(value))
+            except ValueError as exc:
+                log.error("plugin_registry_document_corrupt", key=key, error=str(exc))
         return sorted(docs, key=lambda d: d.name)
 
     async def list(self) -> list[dict[str, Any]]:
@@ -329,19 +325,15 @@ class PluginRegistry:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
         kv = await self._history_kv()
         events: list[dict[str, Any]] = []
-        watcher = await kv.watch(">", ignore_deletes=True)
-        try:
-            while (entry := await watcher.updates(timeout=HISTORY_READ_TIMEOUT_SEC)) is not None:
-                try:
-                    event = json.loads(entry.value)
-                except ValueError:
-                    continue
-                if wheel_name and event.get("wheel_name") != wheel_name:
-                    continue
-                if action and event.get("action") != action:
-                    continue
-                events.append(event)
-        finally:
-            await watcher.stop()
+        for _, value in await kv_current(kv):
+            try:
+                event = json.loads(value)
+            except ValueError:
+                continue
+            if wheel_name and event.get("wheel_name") != wheel_name:
+                continue
+            if action and event.get("action") != action:
+                continue
+            events.append(event)
         events.sort(key=lambda e: (e.get("occurred_at") or 0, e.get("event_id") or ""))
         return events[::-1][:limit]

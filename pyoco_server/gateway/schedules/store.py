@@ -26,6 +26,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 
 from ...config import Settings
 from ...log import get_logger
+from ...stream_reader import kv_current
 
 log = get_logger(__name__)
 
@@ -172,16 +173,12 @@ class ScheduleStore:
     async def definitions(self) -> list[dict[str, Any]]:
         """Every stored definition (one pass over the bucket's ``def.>`` keys)."""
         found: list[dict[str, Any]] = []
-        watcher = await self.kv.watch(DEF_PREFIX + ">", ignore_deletes=True)
-        try:
-            while (entry := await watcher.updates(timeout=5.0)) is not None:
-                try:
-                    document = json.loads(entry.value)
-                except (TypeError, ValueError):
-                    log.warning("schedule_record_corrupt", key=entry.key)
-                    continue
-                if isinstance(document, dict):
-                    found.append(document)
-        finally:
-            await watcher.stop()
+        for key, value in await kv_current(self.kv, DEF_PREFIX + ">"):
+            try:
+                document = json.loads(value)
+            except (TypeError, ValueError):
+                log.warning("schedule_record_corrupt", key=key)
+                continue
+            if isinstance(document, dict):
+                found.append(document)
         return found
