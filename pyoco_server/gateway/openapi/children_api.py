@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..validation import MAX_RUN_ID_CHARS
-from .shared import error_responses, json_response, query_parameter, ref, tag_schema
+from .shared import error_responses, form_body, json_response, query_parameter, ref, tag_schema
 
 #: Fields every run snapshot shows about its place in a run tree.
 TREE_PROPERTIES: dict[str, Any] = {
@@ -91,25 +91,17 @@ def paths() -> dict[str, Any]:
                 "outside the bundle is 422 (reason unknown_spawn_target). A bundle whose entry "
                 "can reach a spawn waits in PENDING_APPROVAL unless "
                 "PYOCO_SPAWN_REQUIRES_APPROVAL is off.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["bundle"],
-                                "properties": {
-                                    "bundle": {
-                                        "type": "string",
-                                        "contentMediaType": "application/yaml",
-                                        "description": "the bundle YAML file",
-                                    },
-                                    "tag": tag_schema(),
-                                },
-                            }
-                        }
+                "requestBody": form_body(
+                    ["bundle"],
+                    {
+                        "bundle": {
+                            "type": "string",
+                            "contentMediaType": "application/yaml",
+                            "description": "the bundle YAML file",
+                        },
+                        "tag": tag_schema(),
                     },
-                },
+                ),
                 "responses": {
                     "200": json_response(
                         ref("schemas", "RunSubmitted"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...plugin_registry.records import ACTIONS
 from ..plugin_registry.resources import HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX
-from .shared import error_responses, json_response, query_parameter, ref
+from .shared import error_responses, form_body, json_response, query_parameter, ref
 
 OPERATOR_ONLY = (
     "Needs an API key with the operator role (403 ERR-PYOCO-0040 otherwise); with "
@@ -97,28 +97,20 @@ def paths() -> dict[str, Any]:
                 "description": "Preflight (filename, archive, size, a pyoco_server entry point "
                 "unless allowed, a version above the latest), then stored in the Object Store. "
                 + OPERATOR_ONLY,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["wheel"],
-                                "properties": {
-                                    "wheel": {"type": "string", "format": "binary"},
-                                    "tags": {"type": "string", "description": "comma-separated"},
-                                    "replace": {"type": "string", "description": "0.5.1"},
-                                    "signature": {
-                                        "type": "string",
-                                        "description": "JSON {algorithm, key_id, public_key, "
-                                        "signature} from pyoco-client plugins publish",
-                                    },
-                                    "allow_no_entry_points": {"type": "string"},
-                                },
-                            }
-                        }
+                "requestBody": form_body(
+                    ["wheel"],
+                    {
+                        "wheel": {"type": "string", "format": "binary"},
+                        "tags": {"type": "string", "description": "comma-separated"},
+                        "replace": {"type": "string", "description": "0.5.1"},
+                        "signature": {
+                            "type": "string",
+                            "description": "JSON {algorithm, key_id, public_key, "
+                            "signature} from pyoco-client plugins publish",
+                        },
+                        "allow_no_entry_points": {"type": "string"},
                     },
-                },
+                ),
                 "responses": {
                     "200": json_response(ref("schemas", "Wheel"), "stored"),
                     "403": FORBIDDEN,

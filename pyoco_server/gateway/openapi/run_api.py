@@ -23,6 +23,7 @@ from .children_api import TREE_PROPERTIES, parent_parameter
 from .shared import (
     JSON,
     error_responses,
+    form_body,
     json_pattern,
     json_response,
     query_parameter,
@@ -429,30 +430,22 @@ def paths() -> dict[str, Any]:
                 "pyoco_check_workflow_yaml hook before anything is stored. Params come from "
                 "flow.defaults.",
                 "parameters": [idempotency],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["workflow", "flow_name"],
-                                "properties": {
-                                    "workflow": {
-                                        "type": "string",
-                                        "contentMediaType": "application/yaml",
-                                        "description": "the flow.yaml file",
-                                    },
-                                    "flow_name": {
-                                        "type": "string",
-                                        "minLength": 1,
-                                        "maxLength": MAX_FLOW_NAME_CHARS,
-                                    },
-                                    "tag": tag_schema(),
-                                },
-                            }
-                        }
+                "requestBody": form_body(
+                    ["workflow", "flow_name"],
+                    {
+                        "workflow": {
+                            "type": "string",
+                            "contentMediaType": "application/yaml",
+                            "description": "the flow.yaml file",
+                        },
+                        "flow_name": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_FLOW_NAME_CHARS,
+                        },
+                        "tag": tag_schema(),
                     },
-                },
+                ),
                 "responses": {"200": submitted, **error_responses(409, 413, 422, 503)},
             }
         },

@@ -15,7 +15,7 @@ from ..schedules.spec import (
     OVERLAP_POLICIES,
 )
 from ..validation import MAX_FLOW_NAME_CHARS
-from .shared import error_responses, json_response, query_parameter, ref, tag_schema
+from .shared import error_responses, form_body, json_response, query_parameter, ref, tag_schema
 
 #: A time as the schedule endpoints accept it.
 INSTANT = {
@@ -202,29 +202,21 @@ def paths() -> dict[str, Any]:
                 "summary": "Create a schedule of an uploaded single-flow flow.yaml (0.7.0)",
                 "description": "The YAML is checked by every pyoco_check_workflow_yaml hook now "
                 "and again at every firing. The schedule fields are form fields.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["workflow", "flow_name"],
-                                "properties": {
-                                    "workflow": {
-                                        "type": "string",
-                                        "contentMediaType": "application/yaml",
-                                    },
-                                    **target,
-                                    **{
-                                        name: {"type": "string"}
-                                        for name in (*_trigger(), *_policies())
-                                        if name != "trigger"
-                                    },
-                                },
-                            }
-                        }
+                "requestBody": form_body(
+                    ["workflow", "flow_name"],
+                    {
+                        "workflow": {
+                            "type": "string",
+                            "contentMediaType": "application/yaml",
+                        },
+                        **target,
+                        **{
+                            name: {"type": "string"}
+                            for name in (*_trigger(), *_policies())
+                            if name != "trigger"
+                        },
                     },
-                },
+                ),
                 "responses": {
                     "200": json_response(schedule, "the schedule"),
                     "409": limit_reached,

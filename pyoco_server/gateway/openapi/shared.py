@@ -32,6 +32,12 @@ def json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+def form_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A required ``multipart/form-data`` request body (the upload routes)."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
 def error_responses(*statuses: int) -> dict[str, Any]:
     """The shared error responses for ``statuses``, plus ``default`` (404/405/500)."""
     names = {
