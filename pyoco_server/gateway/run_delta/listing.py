@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 #: Longest ``workflow_yaml_sha256`` filter accepted (a SHA-256 is 64 hex digits).
 MAX_SHA256_CHARS = 128
-DELTA_PARAMETERS = ("updated_after", "cursor", "workflow_yaml_sha256")
 _DIGITS = re.compile(r"^[0-9]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

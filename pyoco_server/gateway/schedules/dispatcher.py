@@ -144,12 +144,6 @@ class Dispatcher:
             return
         self._push(schedule_id, nxt)
 
-    def next_due(self, schedule_id: str) -> float | None:
-        """The instant this gateway will next look at ``schedule_id`` (for the API view)."""
-        generation = self._generation.get(schedule_id, 0)
-        dues = [e[0] for e in self._heap if e[2] == schedule_id and e[3] == generation]
-        return min(dues) if dues else None
-
     # -- the watch ---------------------------------------------------------------------------
 
     async def follow(self, stop: asyncio.Event) -> None:
@@ -285,6 +279,10 @@ class Dispatcher:
                 known = ({**known[0], "last_run_id": outcome.run_id}, known[1])
         if planned.missed:
             self.metrics.misses.inc(planned.missed)
+        if planned.missed_capped:  # the count above is a lower bound
+            log.warning(
+                "schedule_missed_count_capped", schedule_id=schedule_id, counted=planned.missed
+            )
         for outcome in outcomes:
             if outcome.kind == SKIPPED:
                 self.metrics.skips.labels(reason=outcome.reason).inc()

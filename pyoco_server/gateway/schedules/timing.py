@@ -11,9 +11,6 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-#: Most slots one enumeration walks (backfill, catch-up): bounds the work of a single request.
-MAX_ENUMERATED_SLOTS = 10_000
-
 
 class TriggerError(ValueError):
     """The trigger cannot be computed (invalid spec, or no plugin handles its kind)."""
