@@ -116,22 +116,41 @@ def pending_snapshot(job: dict[str, Any]) -> dict[str, Any]:
     return snapshot
 
 
-def with_pending(job: dict[str, Any], stored: dict[str, Any], revision: int) -> dict[str, Any]:
-    """``job`` plus :data:`PENDING_FIELD` for the PENDING snapshot ``stored`` at ``revision``.
+def pending_info(
+    job: dict[str, Any], stored: dict[str, Any], revision: int
+) -> dict[str, Any] | None:
+    """The value of :data:`PENDING_FIELD` for the PENDING snapshot ``stored`` at ``revision``.
 
     ``stored`` is the snapshot as written (enriched by plugins, maybe capped). When it lacks a
     field :func:`pending_snapshot` would give (the size cap shed it), the snapshot cannot be
-    rebuilt from the job and ``job`` is returned unchanged.
+    rebuilt from the job: ``None``.
     """
     base = pending_snapshot(job)
     if any(key not in stored for key in base):
-        return job
+        return None
     extra = {
         key: value
         for key, value in stored.items()
         if key != "updated_at" and (key not in base or base[key] != value)
     }
-    return {**job, PENDING_FIELD: {"revision": revision, "extra": extra}}
+    return {"revision": revision, "extra": extra}
+
+
+def with_pending(job: dict[str, Any], stored: dict[str, Any], revision: int) -> dict[str, Any]:
+    """``job`` plus :data:`PENDING_FIELD` (see :func:`pending_info`; unchanged without one)."""
+    info = pending_info(job, stored, revision)
+    return job if info is None else {**job, PENDING_FIELD: info}
+
+
+def encoded_with_pending(
+    payload: bytes, job: dict[str, Any], stored: dict[str, Any], revision: int
+) -> bytes:
+    """:func:`encode_job` of :func:`with_pending` from the job's ``payload`` already encoded:
+    only the added field is encoded (a YAML run's job carries the whole workflow file)."""
+    info = pending_info(job, stored, revision)
+    if info is None or PENDING_FIELD in job:
+        return payload
+    return payload[:-1] + b',"' + PENDING_FIELD.encode() + b'":' + encode_job(info) + b"}"
 
 
 def without_pending(job: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,9 @@ from pyoco_server.config import Settings
 from pyoco_server.gateway.app import create_app
 from pyoco_server.jobs import (
     PENDING_FIELD,
+    build_job,
     encode_job,
+    encoded_with_pending,
     pending_from_job,
     pending_snapshot,
     with_pending,
@@ -204,3 +206,15 @@ def test_plugin_fields_of_the_pending_snapshot_ride_in_the_job():
     assert revision == 5
     assert {**snapshot, "updated_at": 1.0} == stored
     assert without_pending(carried) == job
+
+
+def test_the_gateway_adds_the_field_to_the_encoded_job_as_if_encoding_it_again():
+    """The gateway splices the field onto the job it already encoded (a YAML run's job carries
+    the whole file); the bytes must decode to what encoding the extended job gives."""
+    job = build_job("run-y", "demo", "default", ["default"], {"x": "ü"}, workflow_yaml=b"a: 1\n")
+    stored = {**pending_snapshot(job), "team": "blue", "updated_at": 1.0}
+    spliced = encoded_with_pending(encode_job(job), job, stored, 7)
+    assert json.loads(spliced) == json.loads(encode_job(with_pending(job, stored, 7)))
+    assert json.loads(spliced)[PENDING_FIELD] == {"revision": 7, "extra": {"team": "blue"}}
+    capped = {k: v for k, v in stored.items() if k != "params"}
+    assert encoded_with_pending(encode_job(job), job, capped, 7) == encode_job(job)

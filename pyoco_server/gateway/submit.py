@@ -25,9 +25,9 @@ from ..jobs import (
     MSG_ID_HEADER,
     build_job,
     encode_job,
+    encoded_with_pending,
     message_id,
     pending_snapshot,
-    with_pending,
 )
 from ..log import get_logger
 from ..model import PENDING
@@ -96,7 +96,7 @@ def _with_pending_payload(
 ) -> bytes:
     """The job's message with :func:`~pyoco_server.jobs.with_pending`, unless that would make
     it larger than NATS accepts (``payload``, checked already, is used then)."""
-    extended = encode_job(with_pending(job, snapshot, revision))
+    extended = encoded_with_pending(payload, job, snapshot, revision)
     max_payload = services.nats.nc.max_payload if services.nats.nc else 0
     return payload if max_payload and len(extended) > max_payload else extended
 
