@@ -130,8 +130,10 @@ def kv_subject_prefix(bucket: str) -> str:
     return f"$KV.{bucket}."
 
 
-async def kv_current(kv: Any, key_filter: str = ">") -> list[tuple[str, bytes]]:
-    """Every key of the KV bucket ``kv`` matching ``key_filter`` with its current value
+async def bucket_current(
+    js: Any, bucket: str, key_filter: str = ">", *, fetch_timeout: float = 2.0
+) -> list[tuple[str, bytes]]:
+    """Every key of KV bucket ``bucket`` matching ``key_filter`` with its current value
     (deleted and purged keys left out), in the order the keys were last written.
 
     Reads the bucket's stream with :func:`read_stream` instead of a KV watch: nats-py's watch
@@ -140,8 +142,7 @@ async def kv_current(kv: Any, key_filter: str = ">") -> list[tuple[str, bytes]]:
     load such a listing came back empty or short. A pull consumer delivers only what is asked
     for, so its pending count is exact.
     """
-    # nats-py's KeyValue has no public accessors for its JetStream context, stream and prefix.
-    js, stream, prefix = kv._js, kv._stream, kv._pre
+    prefix = kv_subject_prefix(bucket)
     latest: dict[str, StreamRecord] = {}
 
     def keep(records: list[StreamRecord]) -> None:
@@ -149,9 +150,17 @@ async def kv_current(kv: Any, key_filter: str = ">") -> list[tuple[str, bytes]]:
             latest.pop(record.subject, None)  # re-insert: the order is that of the last write
             latest[record.subject] = record
 
-    await read_stream(js, stream, prefix + key_filter, 1, keep)
+    await read_stream(
+        js, kv_stream_name(bucket), prefix + key_filter, 1, keep, fetch_timeout=fetch_timeout
+    )
     return [
         (subject[len(prefix) :], record.data)
         for subject, record in latest.items()
         if not record.deleted and record.data
     ]
+
+
+async def kv_current(kv: Any, key_filter: str = ">") -> list[tuple[str, bytes]]:
+    """:func:`bucket_current` of the KV bucket object ``kv`` (nats-py's ``KeyValue``)."""
+    # nats-py's KeyValue has no public accessors for its JetStream context and bucket name.
+    return await bucket_current(kv._js, kv._name, key_filter)

@@ -19,7 +19,7 @@ from typing import Any
 from nats.js.errors import InvalidKeyError, KeyNotFoundError
 
 from ..config import Settings
-from ..stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
+from ..stream_reader import bucket_current, kv_stream_name
 
 IDLE = "IDLE"
 RUNNING = "RUNNING"
@@ -82,27 +82,13 @@ async def list_workers(
     info = await js.stream_info(kv_stream_name(bucket))
     if not info.state.messages:
         return []
-    prefix = kv_subject_prefix(bucket)
     records: dict[str, dict[str, Any]] = {}
-
-    def collect(batch: list[StreamRecord]) -> None:
-        for record in batch:
-            worker_id = record.subject[len(prefix) :]
-            value = None if record.deleted else _decode(record.data)
-            if value is None:
-                records.pop(worker_id, None)
-            else:
-                value.setdefault("worker_id", worker_id)
-                records[worker_id] = value
-
-    await read_stream(
-        js,
-        kv_stream_name(bucket),
-        prefix + ">",
-        1,
-        collect,
-        fetch_timeout=settings.http_nats_timeout_sec,
-    )
+    entries = await bucket_current(js, bucket, fetch_timeout=settings.http_nats_timeout_sec)
+    for worker_id, data in entries:
+        value = _decode(data)
+        if value is not None:
+            value.setdefault("worker_id", worker_id)
+            records[worker_id] = value
     now = time.time()
     ttl = settings.workers_kv_ttl_sec
     views = [worker_view(records[key], ttl, now) for key in sorted(records)]

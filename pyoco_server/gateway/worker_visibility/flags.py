@@ -18,7 +18,7 @@ from typing import Any
 from nats.js.errors import NotFoundError
 
 from ...config import Settings
-from ...stream_reader import StreamRecord, kv_stream_name, kv_subject_prefix, read_stream
+from ...stream_reader import bucket_current, kv_stream_name
 
 
 async def hidden_workers(js: Any, settings: Settings) -> dict[str, float]:
@@ -31,27 +31,13 @@ async def hidden_workers(js: Any, settings: Settings) -> dict[str, float]:
         return {}
     if not info.state.messages:
         return {}
-    prefix = kv_subject_prefix(bucket)
     hidden: dict[str, float] = {}
-
-    def collect(batch: list[StreamRecord]) -> None:
-        for record in batch:
-            worker_id = record.subject[len(prefix) :]
-            flag = None if record.deleted else _decode(record.data)
-            if flag is not None and flag.get("hidden") is True:
-                updated = flag.get("updated_at")
-                hidden[worker_id] = float(updated) if isinstance(updated, (int, float)) else 0.0
-            else:
-                hidden.pop(worker_id, None)
-
-    await read_stream(
-        js,
-        kv_stream_name(bucket),
-        prefix + ">",
-        1,
-        collect,
-        fetch_timeout=settings.http_nats_timeout_sec,
-    )
+    entries = await bucket_current(js, bucket, fetch_timeout=settings.http_nats_timeout_sec)
+    for worker_id, data in entries:
+        flag = _decode(data)
+        if flag is not None and flag.get("hidden") is True:
+            updated = flag.get("updated_at")
+            hidden[worker_id] = float(updated) if isinstance(updated, (int, float)) else 0.0
     return hidden
 
 
