@@ -92,6 +92,9 @@ CACHE_KIB = 8192
 SCHEMA_VERSION = 3
 #: Stream sequences read per step while catching up (bounds the records held in memory).
 SYNC_WINDOW = 8192
+#: :meth:`RunIndexFeed._stale`'s answer when the stream only starts past what the index applied:
+#: read on from there (no rebuild; see :meth:`RunIndexFeed.sync`).
+GAP_ONLY = "messages_missed"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -727,7 +730,14 @@ class RunIndexFeed:
             info = await js.stream_info(self.stream)
             last_seq = info.state.last_seq
             created = str(info.created)
-            if stale_reason := self._stale(index, created, info.state.first_seq, last_seq):
+            stale_reason = self._stale(index, created, info.state.first_seq, last_seq)
+            if stale_reason == GAP_ONLY:
+                # In a history-1 bucket every rewrite removes the key's previous message, so a
+                # gateway that was behind finds the stream starting past what it applied: the
+                # rewritten runs are read below. Only deletions whose markers expired unseen
+                # are lost, and the retention pass (``expire``) drops those rows. No rebuild.
+                log.info("run_index_gap", applied=index.applied_seq, first=info.state.first_seq)
+            elif stale_reason:
                 # Another stream than the one indexed: replay it from the start.
                 if index.applied_seq:
                     log.warning(
@@ -785,8 +795,8 @@ class RunIndexFeed:
         if last_seq < index.applied_seq:
             return "sequence_went_back"
         if index.applied_seq and first_seq > index.applied_seq + 1:
-            # every message the index saw is gone, and some it did not see are gone too
-            return "messages_missed"
+            # messages the index did not see are gone (rewritten or purged): see :data:`GAP_ONLY`
+            return GAP_ONLY
         return None
 
     def _loaded(self, kept: int, read_from: int | None, last_seq: int) -> None:

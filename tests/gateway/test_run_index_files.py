@@ -69,6 +69,30 @@ async def test_by_default_a_restart_reuses_the_index_in_the_state_dir_and_reads_
     assert not events(second_logs, "run_index_reset")
 
 
+async def test_a_restart_after_every_run_was_rewritten_reads_on_without_a_rebuild(
+    nc, gateway_settings, state_dir
+):
+    """Busy system, gateway behind: every run it indexed was written again meanwhile, so the
+    history-1 stream starts past what the index applied. That is churn, not a lost stream:
+    the kept index reads on (a rebuild would cost minutes at a million runs)."""
+    settings = gateway_settings.with_overrides(index_dir=None)
+    kv = await runs_bucket(nc, settings)
+    for n in range(5):
+        await put_run(kv, f"run-{n}", "RUNNING", 10)
+    async with start_gateway(settings) as gateway:
+        assert len(await listed(gateway)) == 5
+    for status in ("RUNNING", "COMPLETED"):  # twice: the first rewrites are gone too
+        for n in range(5):
+            await put_run(kv, f"run-{n}", status, 1)
+    with capture_logs() as logs:
+        async with start_gateway(settings) as gateway:
+            counts = (await gateway.simulate_get("/runs/counts")).json
+            assert counts["total"] == 5 and counts["by_status"]["COMPLETED"] == 5
+    (loaded,) = events(logs, "run_index_loaded")
+    assert loaded["kept_from_file"] > 0
+    assert events(logs, "run_index_gap") and not events(logs, "run_index_reset")
+
+
 async def test_a_second_gateway_on_the_host_gets_its_own_slot_and_keeps_it(
     nc, gateway_settings, state_dir
 ):
